@@ -1,0 +1,120 @@
+//! Identifiers. Every id is a short text chosen by the caller (ids arrive
+//! inside commands; the domain never invents one), checked once when built.
+
+use crate::error::InvalidValue;
+
+/// The longest id, in characters.
+pub const MAX_ID_CHARS: usize = 64;
+
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub struct $name(String);
+
+        impl $name {
+            /// What kind of id this is, for error messages.
+            pub const KIND: &'static str = $what;
+
+            /// Check and build the id: 1 to 64 characters of letters, digits,
+            /// `.`, `_`, `-`, `:` or `@`.
+            pub fn new(text: impl Into<String>) -> Result<Self, InvalidValue> {
+                let text = text.into();
+                check_id(&text, $what)?;
+                Ok(Self(text))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = InvalidValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+    };
+}
+
+fn check_id(text: &str, what: &'static str) -> Result<(), InvalidValue> {
+    if text.is_empty() {
+        return Err(InvalidValue::new(what, "must not be empty"));
+    }
+    if text.chars().count() > MAX_ID_CHARS {
+        return Err(InvalidValue::new(what, format!("{text:?} is longer than {MAX_ID_CHARS} characters")));
+    }
+    if let Some(c) = text.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':' | '@'))) {
+        return Err(InvalidValue::new(
+            what,
+            format!("{text:?} has the character {c:?}; use letters, digits, . _ - : @"),
+        ));
+    }
+    Ok(())
+}
+
+text_id!(
+    /// A workspace: one customer environment on the hosting instance.
+    WorkspaceId, "workspace id");
+text_id!(
+    /// A billing account of a workspace.
+    AccountId, "account id");
+text_id!(
+    /// An organization in a workspace's organization tree.
+    OrgId, "organization id");
+text_id!(
+    /// A user of a workspace.
+    UserId, "user id");
+text_id!(
+    /// A group of users.
+    GroupId, "group id");
+text_id!(
+    /// A product in the catalog (its SKU).
+    Sku, "sku");
+text_id!(
+    /// A price list in the catalog.
+    PriceListId, "price list id");
+text_id!(
+    /// A subscription of a billing account to a product.
+    SubscriptionId, "subscription id");
+text_id!(
+    /// A notification recipient.
+    RecipientId, "recipient id");
+text_id!(
+    /// A one-off reservation.
+    ReservationId, "reservation id");
+text_id!(
+    /// A recurring reservation series.
+    SeriesId, "series id");
+text_id!(
+    /// A membership.
+    MembershipId, "membership id");
+text_id!(
+    /// One use of a punch pass.
+    PunchUseId, "punch pass use id");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_accept_the_documented_alphabet() {
+        assert!(UserId::new("alice@acme.example").is_ok());
+        assert!(Sku::new("HYBRID-2024_v1:eu").is_ok());
+    }
+
+    #[test]
+    fn ids_refuse_empty_long_and_odd_text() {
+        assert_eq!(UserId::new("").unwrap_err().to_string(), "user id must not be empty");
+        assert!(UserId::new("a".repeat(65)).unwrap_err().to_string().contains("longer than 64"));
+        let err = Sku::new("hy brid").unwrap_err().to_string();
+        assert!(err.contains("' '"), "{err}");
+    }
+}

@@ -1,0 +1,83 @@
+//! The pure licensing domain of seatledger.
+//!
+//! Commands are decided by [`decide`] and state is folded by
+//! [`Workspace::evolve`] and [`Catalog::evolve`]. Nothing in this crate does
+//! IO, awaits, reads a clock or draws a random number: the business time and
+//! every id arrive inside the [`Command`]. Domain types carry no serde
+//! derives; their stored form (type names, schema versions, upcasting) lives
+//! in `seatledger-codec`, so the domain can change without rewriting history.
+//!
+//! Streams, the consistency boundaries:
+//! - `catalog`: products, prices and bundles of the hosting instance.
+//! - `workspace-<id>`: everything one workspace decides — accounts, the
+//!   organization tree, users, groups, module assignments, subscriptions,
+//!   pools and their settings, activity. Every seat decision reads and writes
+//!   this one stream with an exact expected version, so two concurrent seat
+//!   assignments can never overbook a pool: the second one conflicts, is
+//!   decided again on fresh state, and is refused if no seat is left.
+
+#![forbid(unsafe_code)]
+
+pub mod calendar;
+pub mod commands;
+pub mod decide;
+pub mod error;
+pub mod events;
+pub mod ids;
+pub mod model;
+pub mod money;
+pub mod state;
+
+pub use calendar::{DayRange, Month};
+pub use commands::*;
+pub use decide::{decide, decide_catalog, decide_workspace, View};
+pub use error::{DomainError, InvalidValue};
+pub use events::{EntityRef, Event, UserProfile};
+pub use ids::*;
+pub use model::*;
+pub use money::{Currency, Money, Percent};
+pub use state::{Catalog, Workspace};
+
+/// The stream a command is decided in and its events are stored in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StreamId {
+    Catalog,
+    Workspace(WorkspaceId),
+}
+
+impl StreamId {
+    pub const CATALOG: &'static str = "catalog";
+    pub const WORKSPACE_PREFIX: &'static str = "workspace-";
+
+    /// The stream's name in the store: `catalog` or `workspace-<id>`.
+    pub fn name(&self) -> String {
+        match self {
+            StreamId::Catalog => Self::CATALOG.to_owned(),
+            StreamId::Workspace(id) => format!("{}{id}", Self::WORKSPACE_PREFIX),
+        }
+    }
+
+    /// Parse a stream name; `None` for streams that are not the domain's.
+    pub fn parse(name: &str) -> Option<StreamId> {
+        if name == Self::CATALOG {
+            return Some(StreamId::Catalog);
+        }
+        name.strip_prefix(Self::WORKSPACE_PREFIX).and_then(|id| WorkspaceId::new(id).ok()).map(StreamId::Workspace)
+    }
+
+    pub fn workspace(&self) -> Option<&WorkspaceId> {
+        match self {
+            StreamId::Workspace(id) => Some(id),
+            StreamId::Catalog => None,
+        }
+    }
+}
+
+impl Command {
+    pub fn stream(&self) -> StreamId {
+        match &self.body {
+            CommandBody::Catalog(_) => StreamId::Catalog,
+            CommandBody::Workspace { workspace, .. } => StreamId::Workspace(workspace.clone()),
+        }
+    }
+}
