@@ -1,0 +1,438 @@
+//! How domain values look on the wire. Each domain type names its JSON
+//! representation (`Repr`) and converts both ways; conversion back checks the
+//! value again, so a stored or typed-in value passes the same checks as one
+//! built in code. Errors carry the path of the field at fault.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use seatledger_domain::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::str::FromStr;
+
+/// A value that failed its checks, with the path of the field that held it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Field names from the outside in, e.g. `["profile", "email"]`.
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self { path: vec![], message: message.into() }
+    }
+
+    /// Prefix the path with the field that contains the value.
+    pub fn at(mut self, field: &str) -> Self {
+        self.path.insert(0, field.to_owned());
+        self
+    }
+
+    pub fn path_text(&self) -> String {
+        self.path.join(".")
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "field `{}`: {}", self.path_text(), self.message)
+        }
+    }
+}
+
+impl From<InvalidValue> for FieldError {
+    fn from(e: InvalidValue) -> Self {
+        FieldError::new(e.to_string())
+    }
+}
+
+/// A domain value with a JSON representation.
+pub trait Wire: Sized {
+    type Repr: Serialize + DeserializeOwned;
+    fn to_wire(&self) -> Self::Repr;
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError>;
+}
+
+macro_rules! identity_wire {
+    ($($t:ty),*) => {$(
+        impl Wire for $t {
+            type Repr = $t;
+            fn to_wire(&self) -> Self::Repr { self.clone() }
+            fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> { Ok(repr) }
+        }
+    )*};
+}
+identity_wire!(String, bool, u32, u64, uuid::Uuid, NaiveDate, DateTime<Utc>);
+
+impl<T: Wire> Wire for Option<T> {
+    type Repr = Option<T::Repr>;
+    fn to_wire(&self) -> Self::Repr {
+        self.as_ref().map(Wire::to_wire)
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        repr.map(T::from_wire).transpose()
+    }
+}
+
+impl<T: Wire> Wire for Vec<T> {
+    type Repr = Vec<T::Repr>;
+    fn to_wire(&self) -> Self::Repr {
+        self.iter().map(Wire::to_wire).collect()
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        repr.into_iter().enumerate().map(|(i, r)| T::from_wire(r).map_err(|e| e.at(&format!("[{i}]")))).collect()
+    }
+}
+
+impl<T: Wire> Wire for Box<T> {
+    type Repr = T::Repr;
+    fn to_wire(&self) -> Self::Repr {
+        (**self).to_wire()
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        T::from_wire(repr).map(Box::new)
+    }
+}
+
+/// A decimal written as a JSON string ("29.95"), never as a JSON number:
+/// a number would pass through a binary float and could lose digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecimalText(pub Decimal);
+
+impl Serialize for DecimalText {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = DecimalText;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a decimal written as a string, such as \"29.95\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<DecimalText, E> {
+                Decimal::from_str_exact(v.trim())
+                    .map(DecimalText)
+                    .map_err(|_| E::custom(format!("{v:?} is not a decimal number")))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<DecimalText, E> {
+                Err(E::custom(format!(
+                    "{v} is a JSON number; write decimals as strings, such as \"{v}\", so no digit is lost"
+                )))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<DecimalText, E> {
+                Ok(DecimalText(Decimal::from(v)))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<DecimalText, E> {
+                Ok(DecimalText(Decimal::from(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Wire for Decimal {
+    type Repr = DecimalText;
+    fn to_wire(&self) -> Self::Repr {
+        DecimalText(*self)
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        Ok(repr.0)
+    }
+}
+
+macro_rules! text_wire {
+    ($($t:ty),*) => {$(
+        impl Wire for $t {
+            type Repr = String;
+            fn to_wire(&self) -> Self::Repr { self.to_string() }
+            fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+                <$t>::from_str(&repr).map_err(FieldError::from)
+            }
+        }
+    )*};
+}
+text_wire!(
+    WorkspaceId,
+    AccountId,
+    OrgId,
+    UserId,
+    GroupId,
+    Sku,
+    PriceListId,
+    SubscriptionId,
+    RecipientId,
+    ReservationId,
+    SeriesId,
+    MembershipId,
+    PunchUseId
+);
+
+macro_rules! enum_wire {
+    ($($t:ty),*) => {$(
+        impl Wire for $t {
+            type Repr = String;
+            fn to_wire(&self) -> Self::Repr { self.as_str().to_owned() }
+            fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+                <$t>::parse(&repr).map_err(FieldError::from)
+            }
+        }
+    )*};
+}
+enum_wire!(
+    BillingMode,
+    LegacyPlan,
+    UserKind,
+    Audience,
+    UserStatus,
+    StatusAuthority,
+    SyncTool,
+    UserSource,
+    StatusChangeSource,
+    ProductKind,
+    ChargeModel,
+    CountingPolicy,
+    SubscriptionChannel,
+    ProvisioningFrequency,
+    BundleRole,
+    NotificationKind
+);
+
+impl Wire for Currency {
+    type Repr = String;
+    fn to_wire(&self) -> Self::Repr {
+        self.code().to_owned()
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        Currency::from_code(&repr).map_err(FieldError::from)
+    }
+}
+
+impl Wire for Percent {
+    type Repr = DecimalText;
+    fn to_wire(&self) -> Self::Repr {
+        DecimalText(self.value())
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        Percent::new(repr.0, "percentage").map_err(FieldError::from)
+    }
+}
+
+/// Money on the wire: `{"amount": "29.95", "currency": "EUR"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoneyRepr {
+    pub amount: DecimalText,
+    pub currency: String,
+}
+
+impl Wire for Money {
+    type Repr = MoneyRepr;
+    fn to_wire(&self) -> Self::Repr {
+        MoneyRepr { amount: DecimalText(self.amount), currency: self.currency.code().to_owned() }
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        let currency = Currency::from_code(&repr.currency).map_err(|e| FieldError::from(e).at("currency"))?;
+        Money::price(repr.amount.0, currency, "amount").map_err(|e| FieldError::from(e).at("amount"))
+    }
+}
+
+/// Declare the wire form of a domain struct, field by field. Attributes on a
+/// field (such as `#[serde(default)]`) go onto the wire struct.
+macro_rules! wire_struct {
+    ($domain:ty as $repr:ident { $($(#[$attr:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        #[derive(Debug, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $repr { $($(#[$attr])* pub $field: <$ty as Wire>::Repr),* }
+
+        impl Wire for $domain {
+            type Repr = $repr;
+            fn to_wire(&self) -> Self::Repr {
+                $repr { $($field: Wire::to_wire(&self.$field)),* }
+            }
+            fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+                Ok(Self { $($field: <$ty as Wire>::from_wire(repr.$field).map_err(|e| e.at(stringify!($field)))?),* })
+            }
+        }
+    };
+}
+pub(crate) use wire_struct;
+
+wire_struct!(BillingInfo as BillingInfoRepr {
+    #[serde(default)] company_name: String,
+    #[serde(default)] reference_number: String,
+    #[serde(default)] customer_type: String,
+    #[serde(default)] industry: String,
+});
+wire_struct!(PriceItem as PriceItemRepr {
+    price_list: PriceListId,
+    selling_per_unit: Money,
+    cost_per_unit: Money,
+    #[serde(default)] guest_selling_per_unit: Option<Money>,
+    #[serde(default)] counting_policy: Option<CountingPolicy>,
+});
+wire_struct!(OrderDetails as OrderDetailsRepr {
+    #[serde(default)] order_reference: Option<String>,
+    #[serde(default)] order_date: Option<NaiveDate>,
+    ordered_by: String,
+    #[serde(default)] order_thru: Option<String>,
+});
+wire_struct!(ProviderDetails as ProviderDetailsRepr {
+    provider: String,
+    #[serde(default)] provider_account: Option<String>,
+    #[serde(default)] provisioning_frequency: Option<ProvisioningFrequency>,
+    #[serde(default)] provider_subscription_id: Option<String>,
+    #[serde(default)] auto_renew: bool,
+    #[serde(default)] part_number: Option<String>,
+    #[serde(default)] order_id: Option<String>,
+    #[serde(default)] commitment_end_date: Option<NaiveDate>,
+    #[serde(default)] manufacturer: Option<String>,
+});
+wire_struct!(TopUpSettings as TopUpSettingsRepr {
+    vacant_seat_threshold: u32,
+    max_per_top_up: u32,
+    max_per_month: u32,
+});
+wire_struct!(LicenceSettings as LicenceSettingsRepr {
+    #[serde(default)] alert_threshold: Option<u32>,
+    #[serde(default)] top_up: Option<TopUpSettings>,
+});
+wire_struct!(UserProfile as UserProfileRepr {
+    first_name: String,
+    last_name: String,
+    email: String,
+    username: String,
+    #[serde(default = "regular")] kind: UserKind,
+    #[serde(default = "internal")] audience: Audience,
+    #[serde(default)] administrator: bool,
+});
+wire_struct!(SubscriptionTerms as SubscriptionTermsRepr {
+    subscription: SubscriptionId,
+    account: AccountId,
+    organization: Option<OrgId>,
+    sku: Sku,
+    parent: Option<SubscriptionId>,
+    bundle_role: BundleRole,
+    name: String,
+    friendly_name: Option<String>,
+    effective_start: NaiveDate,
+    billable: bool,
+    trial: bool,
+    deactivate_on: Option<NaiveDate>,
+    channel: SubscriptionChannel,
+    quantity: u32,
+    order: OrderDetails,
+    price_list: PriceListId,
+    selling_per_unit: Money,
+    cost_per_unit: Money,
+    discount: Percent,
+    taxable: bool,
+    exempt_from_indexation: bool,
+    product_class: Option<String>,
+    sales_unit: String,
+    description: Option<String>,
+    provider: Option<ProviderDetails>,
+});
+
+fn regular() -> String {
+    UserKind::Regular.as_str().to_owned()
+}
+
+fn internal() -> String {
+    Audience::Internal.as_str().to_owned()
+}
+
+/// A pool on the wire: `{"sku": "HYBRID", "organization": "us"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolKeyRepr {
+    pub sku: String,
+    #[serde(default)]
+    pub organization: Option<String>,
+}
+
+impl Wire for PoolKey {
+    type Repr = PoolKeyRepr;
+    fn to_wire(&self) -> Self::Repr {
+        PoolKeyRepr {
+            sku: self.sku.to_string(),
+            organization: match &self.scope {
+                PoolScope::Workspace => None,
+                PoolScope::Organization(o) => Some(o.to_string()),
+            },
+        }
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        let sku = Sku::from_wire(repr.sku).map_err(|e| e.at("sku"))?;
+        let scope = match repr.organization {
+            None => PoolScope::Workspace,
+            Some(o) => PoolScope::Organization(OrgId::from_wire(o).map_err(|e| e.at("organization"))?),
+        };
+        Ok(PoolKey { scope, sku })
+    }
+}
+
+/// A module target on the wire: `{"user": "u1"}` or `{"group": "g1"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModuleTargetRepr {
+    User(String),
+    Group(String),
+}
+
+impl Wire for ModuleTarget {
+    type Repr = ModuleTargetRepr;
+    fn to_wire(&self) -> Self::Repr {
+        match self {
+            ModuleTarget::User(u) => ModuleTargetRepr::User(u.to_string()),
+            ModuleTarget::Group(g) => ModuleTargetRepr::Group(g.to_string()),
+        }
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        Ok(match repr {
+            ModuleTargetRepr::User(u) => ModuleTarget::User(UserId::from_wire(u).map_err(|e| e.at("user"))?),
+            ModuleTargetRepr::Group(g) => ModuleTarget::Group(GroupId::from_wire(g).map_err(|e| e.at("group"))?),
+        })
+    }
+}
+
+/// Why a quantity changed: `{"kind": "automatic_top_up", "trigger_event": "…"}`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantityReasonRepr {
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_event: Option<uuid::Uuid>,
+}
+
+impl Wire for QuantityReason {
+    type Repr = QuantityReasonRepr;
+    fn to_wire(&self) -> Self::Repr {
+        let trigger_event = match self {
+            QuantityReason::AutomaticTopUp { trigger_event } => Some(*trigger_event),
+            _ => None,
+        };
+        QuantityReasonRepr { kind: self.as_str().to_owned(), trigger_event }
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        match (repr.kind.as_str(), repr.trigger_event) {
+            ("order", None) => Ok(QuantityReason::Order),
+            ("manual_addition", None) => Ok(QuantityReason::ManualAddition),
+            ("automatic_top_up", Some(trigger_event)) => Ok(QuantityReason::AutomaticTopUp { trigger_event }),
+            ("automatic_top_up", None) => {
+                Err(FieldError::new("an automatic top-up needs its trigger_event").at("trigger_event"))
+            }
+            (kind, _) => {
+                Err(FieldError::new(format!("{kind:?} is not one of: order, manual_addition, automatic_top_up"))
+                    .at("kind"))
+            }
+        }
+    }
+}
