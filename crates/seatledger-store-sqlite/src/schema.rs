@@ -1,0 +1,146 @@
+//! Opening connections and keeping the schema at the version this build knows.
+//!
+//! The schema version lives in `PRAGMA user_version` (read without touching
+//! any table, and changed in the same transaction as the DDL it describes);
+//! `schema_migrations` keeps when each version was applied, for people.
+//! `PRAGMA application_id` marks the file as a seatledger store so that
+//! pointing `--store` at some other SQLite file fails clearly instead of
+//! adding tables to it.
+
+use crate::rows::{micros, Context};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use seatledger_store::StoreError;
+use std::path::Path;
+use std::time::Duration;
+
+/// "SLDG": marks a SQLite file as a seatledger event store.
+const APPLICATION_ID: i32 = 0x534c_4447;
+
+/// How long a connection waits for a lock held by another connection (another
+/// process, or a checkpoint of the WAL) before reporting the database busy.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Migration `n` takes the schema from version `n` to `n + 1`. Never edit one
+/// that has shipped: add the next.
+const MIGRATIONS: &[&str] = &[
+    // Version 1. `position` is the rowid: positions are gapless because events
+    // are never deleted and every insert takes the next one explicitly.
+    r#"
+    CREATE TABLE events (
+        position        INTEGER PRIMARY KEY,
+        id              TEXT    NOT NULL UNIQUE,
+        stream          TEXT    NOT NULL,
+        stream_version  INTEGER NOT NULL,
+        type            TEXT    NOT NULL,
+        schema_version  INTEGER NOT NULL,
+        recorded_at_us  INTEGER NOT NULL,
+        effective_at_us INTEGER NOT NULL,
+        actor           TEXT    NOT NULL,
+        channel         TEXT    NOT NULL,
+        correlation_id  TEXT    NOT NULL,
+        causation_id    TEXT,
+        command_id      TEXT,
+        payload         TEXT    NOT NULL,
+        hash            TEXT    NOT NULL,
+        UNIQUE (stream, stream_version)
+    ) STRICT;
+    CREATE INDEX events_by_command_id ON events (command_id) WHERE command_id IS NOT NULL;
+    CREATE TABLE streams (
+        stream  TEXT    NOT NULL PRIMARY KEY,
+        version INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE checkpoints (
+        name     TEXT    NOT NULL PRIMARY KEY,
+        position INTEGER NOT NULL,
+        state    TEXT
+    ) STRICT;
+    CREATE TABLE schema_migrations (
+        version       INTEGER PRIMARY KEY,
+        applied_at_us INTEGER NOT NULL
+    ) STRICT;
+    "#,
+];
+
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Open the one read-write connection: create the file if missing, switch to
+/// WAL with fully synchronous commits, and bring the schema up to date.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let shown = path.display();
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).context(|| format!("opening `{shown}`"))?;
+    conn.busy_timeout(BUSY_TIMEOUT).context(|| format!("setting the busy timeout of `{shown}`"))?;
+    // FULL: a commit is on disk before its reply is sent. NORMAL would be
+    // faster in WAL mode but may lose the last commits on power loss, and an
+    // acknowledged append must never disappear.
+    conn.pragma_update(None, "synchronous", "FULL").context(|| format!("setting synchronous=FULL on `{shown}`"))?;
+    // The schema check comes before the switch to WAL, which is persistent:
+    // a file that turns out not to be ours is refused untouched.
+    migrate(&mut conn, path)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .context(|| format!("switching `{shown}` to WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!("`{shown}` refused WAL mode (it stays in {mode} mode)")));
+    }
+    Ok(conn)
+}
+
+/// Open a read-only connection to a file [`open_writer`] has set up.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let shown = path.display();
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).context(|| format!("opening `{shown}` for reading"))?;
+    conn.busy_timeout(BUSY_TIMEOUT).context(|| format!("setting the busy timeout of `{shown}`"))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let shown = path.display();
+    // IMMEDIATE: two processes opening a new file at once must not both
+    // create the schema.
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .context(|| format!("locking `{shown}` to check its schema"))?;
+    let application_id: i32 = tx
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .context(|| format!("reading the application id of `{shown}`"))?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .context(|| format!("reading the schema version of `{shown}`"))?;
+    let tables: i64 = tx
+        .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))
+        .context(|| format!("listing the tables of `{shown}`"))?;
+    let ours = application_id == APPLICATION_ID || (application_id == 0 && version == 0 && tables == 0);
+    if !ours {
+        return Err(StoreError::Backend(format!(
+            "`{shown}` is not a seatledger event store (application id {application_id:#x}, {tables} schema objects)"
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "`{shown}` has schema version {version}, newer than version {SCHEMA_VERSION} that this build knows; \
+             upgrade seatledger to open it"
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Corrupt(format!("`{shown}` has a negative schema version {version}")));
+    }
+    for next in version..SCHEMA_VERSION {
+        let target = next + 1;
+        let sql = MIGRATIONS[usize::try_from(next).unwrap_or_else(|_| panic!("migration index {next} is negative"))];
+        tx.execute_batch(sql).context(|| format!("migrating `{shown}` to schema version {target}"))?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at_us) VALUES (?1, ?2)",
+            (target, micros(chrono::Utc::now())),
+        )
+        .context(|| format!("recording schema version {target} in `{shown}`"))?;
+    }
+    if version < SCHEMA_VERSION {
+        // PRAGMAs take no parameters; both values are constants of this build.
+        tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}; PRAGMA application_id = {APPLICATION_ID};"))
+            .context(|| format!("setting the schema version of `{shown}`"))?;
+    }
+    tx.commit().context(|| format!("committing the schema of `{shown}`"))
+}

@@ -1,0 +1,645 @@
+//! The one writer: a thread that owns the read-write connection and commits
+//! whatever is waiting as a group.
+//!
+//! With `synchronous=FULL` every COMMIT costs an fsync, and fsyncs, not SQL,
+//! bound the write rate. So the writer drains every request queued while it
+//! was busy (up to [`MAX_GROUP_REQUESTS`] or [`MAX_GROUP_EVENTS`]), runs them
+//! in one transaction, each inside its own SAVEPOINT, and commits once: a
+//! request that fails (a conflict, a duplicate) is rolled back to its
+//! savepoint and answered with its own error, the rest share one fsync.
+//! Nobody is answered before the COMMIT is durable.
+//!
+//! The head of the log (last position, hash and recorded time) lives in this
+//! thread's memory, so appends never read it back; `PRAGMA data_version`
+//! tells when another process has written to the file, and only then is it
+//! reloaded.
+
+use crate::rows::{micros, to_sql_int, uuid_text, Context};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension};
+use seatledger_store::{
+    chain, truncate_to_micros, validate_event_fields, validate_stream_name, AppendOutcome, Checkpoint, Clock,
+    ImportOutcome, NewEvent, StoreError, StoredEvent, StreamAppend,
+};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// The most requests one group commit takes.
+pub(crate) const MAX_GROUP_REQUESTS: usize = 256;
+/// A group stops taking requests once it holds this many events.
+pub(crate) const MAX_GROUP_EVENTS: usize = 10_000;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write for the writer thread, with where to send its result.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Append { appends: Vec<StreamAppend>, reply: Reply<Vec<AppendOutcome>> },
+    Import { events: Vec<StoredEvent>, reply: Reply<ImportOutcome> },
+    SaveCheckpoint { name: String, checkpoint: Checkpoint, reply: Reply<()> },
+    DeleteCheckpoint { name: String, reply: Reply<()> },
+}
+
+impl Request {
+    /// How much of a group this request takes, in events.
+    fn weight(&self) -> usize {
+        match self {
+            Request::Append { appends, .. } => appends.iter().map(|a| a.events.len()).sum(),
+            Request::Import { events, .. } => events.len(),
+            Request::SaveCheckpoint { .. } | Request::DeleteCheckpoint { .. } => 1,
+        }
+    }
+
+    fn fail(self, message: &str) -> Done {
+        let err = || StoreError::Backend(message.to_owned());
+        match self {
+            Request::Append { reply, .. } => Done::Append(reply, Err(err())),
+            Request::Import { reply, .. } => Done::Import(reply, Err(err())),
+            Request::SaveCheckpoint { reply, .. } | Request::DeleteCheckpoint { reply, .. } => {
+                Done::Unit(reply, Err(err()))
+            }
+        }
+    }
+}
+
+/// A request that has run, holding its result until the group commits.
+enum Done {
+    Append(Reply<Vec<AppendOutcome>>, Result<Vec<AppendOutcome>, StoreError>),
+    Import(Reply<ImportOutcome>, Result<ImportOutcome, StoreError>),
+    Unit(Reply<()>, Result<(), StoreError>),
+}
+
+impl Done {
+    fn is_ok(&self) -> bool {
+        match self {
+            Done::Append(_, r) => r.is_ok(),
+            Done::Import(_, r) => r.is_ok(),
+            Done::Unit(_, r) => r.is_ok(),
+        }
+    }
+
+    fn send(self) {
+        // A caller that stopped waiting (its future was dropped) has nobody
+        // to tell; what it asked for is committed all the same, and a retry
+        // is deduplicated.
+        match self {
+            Done::Append(reply, result) => drop(reply.send(result)),
+            Done::Import(reply, result) => drop(reply.send(result)),
+            Done::Unit(reply, result) => drop(reply.send(result)),
+        }
+    }
+
+    fn fail(self, message: &str) {
+        let err = || StoreError::Backend(message.to_owned());
+        match self {
+            Done::Append(reply, _) => drop(reply.send(Err(err()))),
+            Done::Import(reply, _) => drop(reply.send(Err(err()))),
+            Done::Unit(reply, _) => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
+/// Counts of what the writer did, shared with the store for [`crate::WriteStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) commits: AtomicU64,
+    pub(crate) requests: AtomicU64,
+}
+
+/// The head of the global log: what the next event links to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) position: u64,
+    pub(crate) hash: [u8; 32],
+    pub(crate) recorded_at: Option<DateTime<Utc>>,
+}
+
+/// Read the head from the file: at open, and when another process wrote.
+pub(crate) fn load_head(conn: &Connection) -> Result<Head, StoreError> {
+    let last = conn
+        .query_row("SELECT position, hash, recorded_at_us FROM events ORDER BY position DESC LIMIT 1", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+        })
+        .optional()
+        .context(|| "reading the last event".to_owned())?;
+    let Some((position, hash, recorded_at_us)) = last else {
+        return Ok(Head { position: 0, hash: chain::GENESIS, recorded_at: None });
+    };
+    let position = crate::rows::from_sql_int(position, "the last position")?;
+    // Appending after a link that cannot be parsed would extend a chain from
+    // garbage; refuse to open instead, naming the event.
+    let hash = chain::parse_link(&hash).ok_or_else(|| {
+        StoreError::Corrupt(format!("the hash of the last event (position {position}) is not 64 hex digits: {hash:?}"))
+    })?;
+    let recorded_at = crate::rows::from_micros(recorded_at_us, "recorded_at of the last event")?;
+    Ok(Head { position, hash, recorded_at: Some(recorded_at) })
+}
+
+fn data_version(conn: &Connection) -> Result<i64, StoreError> {
+    conn.prepare_cached("PRAGMA data_version")
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+        .context(|| "reading the data version".to_owned())
+}
+
+/// Run a statement without parameters, through the statement cache.
+fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(sql).and_then(|mut stmt| stmt.execute([])).map(drop).context(|| format!("running {sql}"))
+}
+
+/// The writer thread's state.
+pub(crate) struct Writer {
+    conn: Connection,
+    clock: Arc<dyn Clock>,
+    head: Head,
+    data_version: i64,
+    watch: Arc<watch::Sender<u64>>,
+    counters: Arc<Counters>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        clock: Arc<dyn Clock>,
+        watch: Arc<watch::Sender<u64>>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, StoreError> {
+        let head = load_head(&conn)?;
+        let data_version = data_version(&conn)?;
+        Ok(Self { conn, clock, head, data_version, watch, counters })
+    }
+
+    pub(crate) fn head_position(&self) -> u64 {
+        self.head.position
+    }
+
+    /// Serve requests until every sender is gone (the store was dropped).
+    pub(crate) fn run(mut self, mut requests: mpsc::Receiver<Request>) {
+        while let Some(first) = requests.blocking_recv() {
+            let mut weight = first.weight();
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP_REQUESTS && weight < MAX_GROUP_EVENTS {
+                match requests.try_recv() {
+                    Ok(request) => {
+                        weight += request.weight();
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            tracing::trace!(requests = group.len(), events = weight, "sqlite group commit");
+            self.commit_group(group);
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>) {
+        if let Err(e) = self.begin() {
+            let message = format!("starting a write transaction: {e}");
+            tracing::warn!(error = %message, "sqlite group commit failed");
+            group.into_iter().for_each(|r| r.fail(&message).send());
+            return;
+        }
+        // Taken after BEGIN, which may have reloaded the head: a rollback
+        // must return to the head as it is in the file, not as it was cached.
+        let before = self.head;
+        let mut done = Vec::with_capacity(group.len());
+        let mut requests = group.into_iter();
+        while let Some(request) = requests.next() {
+            let (result, savepoint) = self.run_in_savepoint(request);
+            done.push(result);
+            if let Err(e) = savepoint {
+                // The savepoint itself failed: the transaction is in an
+                // unknown state, so none of the group may commit.
+                let message = format!("ending the savepoint of a request: {e}");
+                self.abandon(before, &message);
+                done.into_iter().for_each(|d| d.fail(&message));
+                requests.for_each(|r| r.fail(&message).send());
+                return;
+            }
+        }
+        if let Err(e) = exec(&self.conn, "COMMIT") {
+            let message = format!("committing: {e}");
+            self.abandon(before, &message);
+            done.into_iter().for_each(|d| d.fail(&message));
+            return;
+        }
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters.requests.fetch_add(done.len() as u64, Ordering::Relaxed);
+        if self.head.position != before.position {
+            self.watch.send_replace(self.head.position);
+        }
+        done.into_iter().for_each(Done::send);
+    }
+
+    /// BEGIN IMMEDIATE, and notice whether someone else wrote since our last commit.
+    fn begin(&mut self) -> Result<(), StoreError> {
+        exec(&self.conn, "BEGIN IMMEDIATE")?;
+        let reloaded = data_version(&self.conn).and_then(|version| {
+            if version != self.data_version {
+                // Another process appended (or saved a checkpoint): our
+                // cached head may be stale, and we hold the lock now.
+                self.head = load_head(&self.conn)?;
+                self.data_version = version;
+                tracing::debug!(head = self.head.position, "sqlite file changed by another connection; head reloaded");
+            }
+            Ok(())
+        });
+        if let Err(e) = reloaded {
+            // Best effort: the error being reported is the one above.
+            let _ = exec(&self.conn, "ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Roll the whole group back and forget what it did to the head.
+    fn abandon(&mut self, before: Head, why: &str) {
+        tracing::warn!(error = %why, "sqlite group commit failed; rolling back the group");
+        if let Err(e) = exec(&self.conn, "ROLLBACK") {
+            // SQLite may have rolled back by itself (e.g. on SQLITE_FULL),
+            // leaving no transaction to end; anything else is logged.
+            if self.conn.is_autocommit() {
+                tracing::debug!(error = %e, "no transaction left to roll back");
+            } else {
+                tracing::error!(error = %e, "rolling back a failed group commit failed");
+            }
+        }
+        self.head = before;
+    }
+
+    /// Run one request inside its own savepoint. The second half is an
+    /// error only when the savepoint could not be opened, released or rolled
+    /// back, which dooms the whole group.
+    fn run_in_savepoint(&mut self, request: Request) -> (Done, Result<(), StoreError>) {
+        if let Err(e) = exec(&self.conn, "SAVEPOINT request") {
+            let message = e.to_string();
+            return (request.fail(&message), Err(e));
+        }
+        let snapshot = self.head;
+        let done = self.execute(request);
+        let ended = if done.is_ok() {
+            exec(&self.conn, "RELEASE request")
+        } else {
+            self.head = snapshot;
+            exec(&self.conn, "ROLLBACK TO request").and_then(|()| exec(&self.conn, "RELEASE request"))
+        };
+        (done, ended)
+    }
+
+    fn execute(&mut self, request: Request) -> Done {
+        match request {
+            Request::Append { appends, reply } => Done::Append(reply, self.append_many(appends)),
+            Request::Import { events, reply } => Done::Import(reply, self.import(events)),
+            Request::SaveCheckpoint { name, checkpoint, reply } => {
+                Done::Unit(reply, save_checkpoint(&self.conn, &name, &checkpoint))
+            }
+            Request::DeleteCheckpoint { name, reply } => Done::Unit(reply, delete_checkpoint(&self.conn, &name)),
+        }
+    }
+
+    /// Append every stream in order; the caller's savepoint makes it atomic.
+    /// The appends were validated before they were queued.
+    fn append_many(&mut self, appends: Vec<StreamAppend>) -> Result<Vec<AppendOutcome>, StoreError> {
+        // One reading of the clock per request: every event of an atomic
+        // append shares its recorded time, clamped so the log never goes back.
+        let now = truncate_to_micros(self.clock.now());
+        let recorded_at = self.head.recorded_at.map_or(now, |last| last.max(now));
+        let mut outcomes = Vec::with_capacity(appends.len());
+        for append in appends {
+            if let Some(outcome) = self.deduplicate(&append)? {
+                outcomes.push(outcome);
+                continue;
+            }
+            let actual = stream_version(&self.conn, &append.stream)?;
+            if !append.expected.matches(actual) {
+                return Err(StoreError::Conflict { stream: append.stream, expected: append.expected, actual });
+            }
+            let first_version = append.expected.next_version();
+            let count = append.events.len() as u64;
+            let first_position = self.head.position + 1;
+            for (offset, event) in append.events.into_iter().enumerate() {
+                let mut stored = to_stored(&append.stream, first_version + offset as u64, recorded_at, event);
+                self.insert(&mut stored)?;
+            }
+            let last_version = first_version + count - 1;
+            set_stream_version(&self.conn, &append.stream, last_version)?;
+            outcomes.push(AppendOutcome {
+                stream: append.stream,
+                first_version,
+                last_version,
+                first_position,
+                last_position: self.head.position,
+                deduplicated: false,
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// Idempotency, in the contract's order: command id, then event ids.
+    fn deduplicate(&self, append: &StreamAppend) -> Result<Option<AppendOutcome>, StoreError> {
+        if let Some(command_id) = append.events.first().and_then(|e| e.metadata.command_id) {
+            if let Some(recorded) = command_outcome(&self.conn, command_id)? {
+                if recorded.stream != append.stream {
+                    return Err(StoreError::CommandIdReused { command_id, stream: recorded.stream });
+                }
+                return Ok(Some(AppendOutcome { deduplicated: true, ..recorded }));
+            }
+        }
+        let mut found = Vec::with_capacity(append.events.len());
+        for event in &append.events {
+            found.push((event.id, locate(&self.conn, event.id)?));
+        }
+        dedup_by_event_ids(&append.stream, &found)
+    }
+
+    fn import(&mut self, events: Vec<StoredEvent>) -> Result<ImportOutcome, StoreError> {
+        let mut outcome = ImportOutcome::default();
+        for mut event in events {
+            // Whole microseconds are what this file keeps; truncating before
+            // the hash is computed keeps the chain true to what is stored.
+            event.recorded_at = truncate_to_micros(event.recorded_at);
+            event.metadata.effective_at = truncate_to_micros(event.metadata.effective_at);
+            validate_imported(&event)?;
+            if let Some(found) = locate(&self.conn, event.id)? {
+                if found.stream == event.stream && found.stream_version == event.stream_version {
+                    outcome.skipped += 1;
+                    continue;
+                }
+                return Err(StoreError::InvalidImport {
+                    id: event.id,
+                    reason: format!(
+                        "the id is already stored as version {} of stream `{}`",
+                        found.stream_version, found.stream
+                    ),
+                });
+            }
+            let current = stream_version(&self.conn, &event.stream)?;
+            check_import_fits(&event, current, self.head.recorded_at)?;
+            self.insert(&mut event)?;
+            set_stream_version(&self.conn, &event.stream, event.stream_version)?;
+            outcome.imported += 1;
+        }
+        Ok(outcome)
+    }
+
+    /// Give `event` the next position and its link, and insert it.
+    fn insert(&mut self, event: &mut StoredEvent) -> Result<(), StoreError> {
+        if let Some(last) = self.head.recorded_at {
+            assert!(event.recorded_at >= last, "recorded_at would go backwards after position {}", self.head.position);
+        }
+        event.position = self.head.position + 1;
+        let link = chain::link(&self.head.hash, event);
+        event.hash = hex_link(&link);
+        let doing = || format!("inserting version {} of stream `{}`", event.stream_version, event.stream);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO events (position, id, stream, stream_version, type, schema_version, recorded_at_us, \
+                 effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .context(doing)?;
+        let inserted = stmt.execute(rusqlite::params![
+            to_sql_int(event.position, "position")?,
+            uuid_text(event.id),
+            event.stream,
+            to_sql_int(event.stream_version, "stream version")?,
+            event.event_type,
+            i64::from(event.schema_version),
+            micros(event.recorded_at),
+            micros(event.metadata.effective_at),
+            event.metadata.actor,
+            event.metadata.channel,
+            uuid_text(event.metadata.correlation_id),
+            event.metadata.causation_id.map(uuid_text),
+            event.metadata.command_id.map(uuid_text),
+            event.payload,
+            event.hash,
+        ]);
+        match inserted {
+            Ok(1) => {}
+            // Every uniqueness the table enforces was checked before: a
+            // violation here means the checks and the file disagree.
+            Err(rusqlite::Error::SqliteFailure(e, message)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: a uniqueness the store had checked does not hold ({})",
+                    doing(),
+                    message.unwrap_or_default()
+                )));
+            }
+            other => {
+                other.context(doing)?;
+                return Err(StoreError::Backend(format!("{}: the insert did not write one row", doing())));
+            }
+        }
+        self.head = Head { position: event.position, hash: link, recorded_at: Some(event.recorded_at) };
+        Ok(())
+    }
+}
+
+fn hex_link(link: &[u8; 32]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(64);
+    for byte in link {
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("head", &self.head.position).finish_non_exhaustive()
+    }
+}
+
+/// The stored form of a new event, before it gets a position and a hash.
+fn to_stored(stream: &str, stream_version: u64, recorded_at: DateTime<Utc>, event: NewEvent) -> StoredEvent {
+    let mut metadata = event.metadata;
+    metadata.effective_at = truncate_to_micros(metadata.effective_at);
+    StoredEvent {
+        position: 0,
+        id: event.id,
+        stream: stream.to_owned(),
+        stream_version,
+        event_type: event.event_type,
+        schema_version: event.schema_version,
+        recorded_at,
+        metadata,
+        payload: event.payload,
+        hash: String::new(),
+    }
+}
+
+/// Where an event id is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Location {
+    pub(crate) stream: String,
+    pub(crate) stream_version: u64,
+    pub(crate) position: u64,
+}
+
+fn locate(conn: &Connection, id: Uuid) -> Result<Option<Location>, StoreError> {
+    let doing = || format!("looking up event id {id}");
+    let mut stmt =
+        conn.prepare_cached("SELECT stream, stream_version, position FROM events WHERE id = ?1").context(doing)?;
+    let row = stmt
+        .query_row([uuid_text(id)], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+        .optional()
+        .context(doing)?;
+    row.map(|(stream, version, position)| {
+        Ok(Location {
+            stream_version: crate::rows::from_sql_int(version, &format!("the version of event {id}"))?,
+            position: crate::rows::from_sql_int(position, &format!("the position of event {id}"))?,
+            stream,
+        })
+    })
+    .transpose()
+}
+
+/// The event-id half of idempotency: `Some(outcome)` when every event is
+/// stored already, in this stream, at consecutive versions in the same order;
+/// `None` when none is; `DuplicateEventId` for anything in between.
+fn dedup_by_event_ids(stream: &str, found: &[(Uuid, Option<Location>)]) -> Result<Option<AppendOutcome>, StoreError> {
+    let Some((first_id, first)) = found.iter().find_map(|(id, loc)| loc.as_ref().map(|l| (*id, l))) else {
+        return Ok(None);
+    };
+    let duplicate = || StoreError::DuplicateEventId {
+        id: first_id,
+        stream: first.stream.clone(),
+        stream_version: first.stream_version,
+    };
+    let mut previous: Option<&Location> = None;
+    for (_, location) in found {
+        let Some(location) = location else {
+            return Err(duplicate());
+        };
+        if location.stream != stream {
+            return Err(duplicate());
+        }
+        if previous.is_some_and(|p| location.stream_version != p.stream_version + 1) {
+            return Err(duplicate());
+        }
+        previous = Some(location);
+    }
+    let last = previous.unwrap_or(first);
+    Ok(Some(AppendOutcome {
+        stream: stream.to_owned(),
+        first_version: first.stream_version,
+        last_version: last.stream_version,
+        first_position: first.position,
+        last_position: last.position,
+        deduplicated: true,
+    }))
+}
+
+/// The outcome a command id produced, derived from the events that carry it:
+/// the first stream it wrote to owns it. Deriving it (rather than keeping a
+/// table of outcomes) makes imported events deduplicate retries as well.
+pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
+    let doing = || format!("looking up command id {command_id}");
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT stream, MIN(stream_version), MAX(stream_version), MIN(position), MAX(position) \
+             FROM events WHERE command_id = ?1 GROUP BY stream ORDER BY MIN(position) LIMIT 1",
+        )
+        .context(doing)?;
+    let row = stmt
+        .query_row([uuid_text(command_id)], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get(3)?, row.get(4)?))
+        })
+        .optional()
+        .context(doing)?;
+    let Some((stream, first_version, last_version, first_position, last_position)) = row else {
+        return Ok(None);
+    };
+    let number = |value: i64, what: &str| crate::rows::from_sql_int(value, &format!("{what} of command {command_id}"));
+    Ok(Some(AppendOutcome {
+        stream,
+        first_version: number(first_version, "the first version")?,
+        last_version: number(last_version, "the last version")?,
+        first_position: number(first_position, "the first position")?,
+        last_position: number(last_position, "the last position")?,
+        deduplicated: false,
+    }))
+}
+
+pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>, StoreError> {
+    let doing = || format!("reading the version of stream `{stream}`");
+    let mut stmt = conn.prepare_cached("SELECT version FROM streams WHERE stream = ?1").context(doing)?;
+    let version: Option<i64> = stmt.query_row([stream], |row| row.get(0)).optional().context(doing)?;
+    version.map(|v| crate::rows::from_sql_int(v, &format!("the version of stream `{stream}`"))).transpose()
+}
+
+fn set_stream_version(conn: &Connection, stream: &str, version: u64) -> Result<(), StoreError> {
+    let doing = || format!("setting the version of stream `{stream}` to {version}");
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO streams (stream, version) VALUES (?1, ?2) \
+             ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+        )
+        .context(doing)?;
+    stmt.execute((stream, to_sql_int(version, "stream version")?)).context(doing)?;
+    Ok(())
+}
+
+fn save_checkpoint(conn: &Connection, name: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+    let doing = || format!("saving checkpoint `{name}`");
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO checkpoints (name, position, state) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position, state = excluded.state",
+        )
+        .context(doing)?;
+    stmt.execute((name, to_sql_int(checkpoint.position, "checkpoint position")?, checkpoint.state.as_deref()))
+        .context(doing)?;
+    Ok(())
+}
+
+fn delete_checkpoint(conn: &Connection, name: &str) -> Result<(), StoreError> {
+    let doing = || format!("deleting checkpoint `{name}`");
+    let mut stmt = conn.prepare_cached("DELETE FROM checkpoints WHERE name = ?1").context(doing)?;
+    stmt.execute([name]).context(doing)?;
+    Ok(())
+}
+
+/// Check an imported event's own fields, naming it in the error.
+fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
+    let invalid = |e: StoreError| match e {
+        StoreError::InvalidAppend(reason) => StoreError::InvalidImport { id: event.id, reason },
+        other => other,
+    };
+    validate_stream_name(&event.stream).map_err(invalid)?;
+    validate_event_fields(&event.event_type, &event.payload, event.id).map_err(invalid)
+}
+
+/// No version gap, no version taken twice, no recorded time going backwards.
+fn check_import_fits(
+    event: &StoredEvent,
+    current: Option<u64>,
+    last_recorded_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let next = current.map_or(0, |v| v + 1);
+    let invalid = |reason: String| Err(StoreError::InvalidImport { id: event.id, reason });
+    if event.stream_version < next {
+        return invalid(format!(
+            "version {} of stream `{}` is already taken by a different event",
+            event.stream_version, event.stream
+        ));
+    }
+    if event.stream_version > next {
+        return invalid(format!(
+            "version gap on stream `{}`: the next version is {next}, the event has version {}",
+            event.stream, event.stream_version
+        ));
+    }
+    match last_recorded_at {
+        Some(last) if event.recorded_at < last => invalid(format!(
+            "recorded_at {} is earlier than the last stored event's {}",
+            event.recorded_at.to_rfc3339(),
+            last.to_rfc3339()
+        )),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,410 @@
+//! What only a file-backed store can get wrong: reopening, tampering with the
+//! file behind the store's back, the group commit under concurrency, and the
+//! schema version check.
+
+use seatledger_store::conformance::{new_event, new_events, stream_append, with_command};
+use seatledger_store::{Clock, EventStore, ExpectedVersion, StoreError, StoredEvent, SystemClock, MAX_READ_COUNT};
+use seatledger_store_sqlite::{SqliteStore, SCHEMA_VERSION};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+fn open(path: &Path) -> Arc<dyn EventStore> {
+    Arc::new(SqliteStore::open(path, clock()).expect("opening the sqlite store"))
+}
+
+async fn everything(store: &dyn EventStore) -> Vec<StoredEvent> {
+    let mut all: Vec<StoredEvent> = Vec::new();
+    loop {
+        let after = all.last().map_or(0, |e| e.position);
+        let page = store.read_all(after, MAX_READ_COUNT).await.expect("read_all failed");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
+    }
+}
+
+/// Append `count` single-event appends, spread over three streams, each
+/// payload carrying its own number so that a test can find it in the file.
+async fn append_numbered(store: &dyn EventStore, count: u64) {
+    for n in 0..count {
+        let stream = format!("seat-{}", n % 3);
+        let current = store.stream_version(&stream).await.expect("stream_version failed");
+        let event = new_event(&format!(r#"{{"n":{n},"note":"seat"}}"#));
+        store
+            .append(stream_append(&stream, ExpectedVersion::from_current(current), vec![event]))
+            .await
+            .expect("append failed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_keeps_everything_and_the_chain_goes_on() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let before = {
+        let store = open(&path);
+        append_numbered(&*store, 10).await;
+        store
+            .save_checkpoint("licences", &seatledger_store::Checkpoint { position: 10, state: None })
+            .await
+            .expect("save_checkpoint failed");
+        everything(&*store).await
+    };
+    assert_eq!(before.len(), 10);
+
+    let store = open(&path);
+    assert_eq!(store.head_position().await.expect("head_position failed"), 10);
+    assert_eq!(*store.head_watch().borrow(), 10, "the head watch starts at the stored head");
+    assert_eq!(everything(&*store).await, before, "reopening changed the stored events");
+    assert_eq!(store.stream_version("seat-0").await.expect("stream_version failed"), Some(3));
+    assert_eq!(store.load_checkpoint("licences").await.expect("load_checkpoint failed").map(|c| c.position), Some(10));
+
+    let outcome = store
+        .append(stream_append("seat-0", ExpectedVersion::Exact(3), new_events("after", 2)))
+        .await
+        .expect("appending after reopening failed");
+    assert_eq!((outcome.first_position, outcome.last_position, outcome.first_version), (11, 12, 4));
+    let after = everything(&*store).await;
+    assert!(after[10].recorded_at >= before[9].recorded_at);
+    let report = store.verify().await.expect("verify failed");
+    assert!(report.is_intact(), "the chain broke across a reopen: {:?}", report.first_broken);
+    assert_eq!(report.checked, 12);
+}
+
+/// Change the stored file directly, as an attacker with write access would.
+fn tamper(path: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).expect("opening the file to tamper with it");
+    let changed = conn.execute(sql, []).expect("tampering failed");
+    assert_eq!(changed, 1, "the tampering statement changed {changed} rows");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_tampered_payload() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    append_numbered(&*open(&path), 20).await;
+
+    // One character of the payload of position 7 (its number 6 becomes 7),
+    // still valid JSON, so only the chain can tell.
+    tamper(&path, r#"UPDATE events SET payload = replace(payload, '"n":6,', '"n":7,') WHERE position = 7"#);
+
+    let store = open(&path);
+    let event = store.read_all(6, 1).await.expect("read_all failed").remove(0);
+    assert_eq!(event.payload, r#"{"n":7,"note":"seat"}"#, "the tampering did not take");
+    let report = store.verify().await.expect("verify failed");
+    let broken = report.first_broken.expect("verify missed a tampered payload");
+    assert_eq!(broken.position, 7);
+    assert_eq!(broken.event_id, event.id);
+    assert_eq!(report.checked, 6, "every event before the broken link is checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_names_a_tampered_hash() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    append_numbered(&*open(&path), 20).await;
+
+    // A well-formed hash that is not the link: flip its first hex digit.
+    tamper(
+        &path,
+        "UPDATE events SET hash = (CASE substr(hash, 1, 1) WHEN '0' THEN '1' ELSE '0' END) || substr(hash, 2) \
+         WHERE position = 5",
+    );
+
+    let report = open(&path).verify().await.expect("verify failed");
+    let broken = report.first_broken.expect("verify missed a tampered hash");
+    assert_eq!((broken.position, broken.stream_version), (5, 1));
+    assert_eq!(report.checked, 4);
+}
+
+/// What one racer saw.
+#[derive(Debug)]
+enum Attempt {
+    Won(u64),
+    Lost { expected: ExpectedVersion, actual: Option<u64> },
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_under_concurrency() {
+    const DISTINCT: usize = 64;
+    const EVENTS_EACH: usize = 3;
+    const RACERS: usize = 16;
+    const ATTEMPTS_EACH: usize = 4;
+
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let store = open(&dir.path().join("events.db"));
+    let start = Arc::new(tokio::sync::Barrier::new(DISTINCT + RACERS));
+
+    let mut distinct = Vec::new();
+    for n in 0..DISTINCT {
+        let (store, start) = (store.clone(), start.clone());
+        distinct.push(tokio::spawn(async move {
+            start.wait().await;
+            let stream = format!("distinct-{n}");
+            store.append(stream_append(&stream, ExpectedVersion::NoStream, new_events(&stream, EVENTS_EACH))).await
+        }));
+    }
+    let mut racers = Vec::new();
+    for n in 0..RACERS {
+        let (store, start) = (store.clone(), start.clone());
+        racers.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut attempts = Vec::new();
+            for _ in 0..ATTEMPTS_EACH {
+                let current = store.stream_version("race").await.expect("stream_version failed");
+                let expected = ExpectedVersion::from_current(current);
+                let event = new_event(&format!(r#"{{"racer":{n}}}"#));
+                match store.append(stream_append("race", expected, vec![event])).await {
+                    Ok(outcome) => {
+                        assert_eq!(outcome.first_version, expected.next_version(), "a win at an unexpected version");
+                        attempts.push(Attempt::Won(outcome.first_version));
+                    }
+                    Err(StoreError::Conflict { stream, expected, actual }) => {
+                        assert_eq!(stream, "race");
+                        attempts.push(Attempt::Lost { expected, actual });
+                    }
+                    Err(other) => panic!("racer {n} got {other}"),
+                }
+            }
+            attempts
+        }));
+    }
+
+    let mut positions = BTreeSet::new();
+    for task in distinct {
+        let outcome = task.await.expect("an appending task panicked").expect("an append to a fresh stream failed");
+        assert_eq!((outcome.first_version, outcome.last_version), (0, EVENTS_EACH as u64 - 1));
+        assert_eq!(outcome.last_position - outcome.first_position, EVENTS_EACH as u64 - 1, "a batch was split");
+        positions.extend(outcome.first_position..=outcome.last_position);
+    }
+    let mut won = Vec::new();
+    let mut lost = 0;
+    for task in racers {
+        for attempt in task.await.expect("a racing task panicked") {
+            match attempt {
+                Attempt::Won(version) => won.push(version),
+                Attempt::Lost { expected, actual } => {
+                    assert!(
+                        !expected.matches(actual),
+                        "a conflict where the expectation held: {expected} vs {actual:?}"
+                    );
+                    lost += 1;
+                }
+            }
+        }
+    }
+    won.sort_unstable();
+    assert!(!won.is_empty(), "no racer ever won");
+    assert_eq!(won, (0..won.len() as u64).collect::<Vec<_>>(), "wins must get distinct, contiguous versions");
+    assert_eq!(won.len() + lost, RACERS * ATTEMPTS_EACH);
+    assert_eq!(store.stream_version("race").await.expect("stream_version failed"), Some(won.len() as u64 - 1));
+
+    let all = everything(&*store).await;
+    let total = DISTINCT * EVENTS_EACH + won.len();
+    assert_eq!(all.len(), total);
+    assert_eq!(
+        all.iter().map(|e| e.position).collect::<Vec<_>>(),
+        (1..=total as u64).collect::<Vec<_>>(),
+        "gaps in the log"
+    );
+    assert!(positions.iter().all(|p| all[*p as usize - 1].stream.starts_with("distinct-")));
+    let race_versions: Vec<u64> = all.iter().filter(|e| e.stream == "race").map(|e| e.stream_version).collect();
+    assert_eq!(race_versions, (0..won.len() as u64).collect::<Vec<_>>(), "the race stream is out of order in the log");
+    let report = store.verify().await.expect("verify failed");
+    assert!(report.is_intact(), "the chain broke under concurrency: {:?}", report.first_broken);
+    assert_eq!(report.checked, total as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_queued_behind_a_busy_writer_share_one_commit() {
+    const GOOD: usize = 40;
+    const BAD: usize = 10;
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    store
+        .append(stream_append("warm-up", ExpectedVersion::NoStream, new_events("w", 1)))
+        .await
+        .expect("warm-up failed");
+    let before = sqlite.write_stats();
+
+    // Another connection holds the write lock, so the writer stalls on its
+    // first group and everything else queues up behind it.
+    let blocker = rusqlite::Connection::open(&path).expect("opening a second connection");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("taking the write lock");
+    let mut good = Vec::new();
+    for n in 0..GOOD {
+        let store = store.clone();
+        good.push(tokio::spawn(async move {
+            let stream = format!("good-{n}");
+            store.append(stream_append(&stream, ExpectedVersion::NoStream, new_events(&stream, 1))).await
+        }));
+    }
+    let mut bad = Vec::new();
+    for n in 0..BAD {
+        let store = store.clone();
+        bad.push(tokio::spawn(async move {
+            let stream = format!("bad-{n}");
+            store.append(stream_append(&stream, ExpectedVersion::Exact(5), new_events(&stream, 1))).await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sqlite.write_stats(), before, "the writer committed while the file was locked");
+    blocker.execute_batch("ROLLBACK").expect("releasing the write lock");
+
+    for task in good {
+        task.await.expect("an appending task panicked").expect("an append in the group failed");
+    }
+    for task in bad {
+        match task.await.expect("an appending task panicked") {
+            Err(StoreError::Conflict { actual: None, .. }) => {}
+            other => panic!("expected a conflict for a missing stream, got {other:?}"),
+        }
+    }
+    let after = sqlite.write_stats();
+    assert_eq!(after.requests - before.requests, (GOOD + BAD) as u64);
+    // The first request may have been taken alone before the lock stalled
+    // it; everything queued behind it shares the next commit.
+    assert!(
+        after.commits - before.commits <= 2,
+        "{} commits for {} requests",
+        after.commits - before.commits,
+        GOOD + BAD
+    );
+    assert_eq!(store.head_position().await.expect("head_position failed"), 1 + GOOD as u64);
+    let report = store.verify().await.expect("verify failed");
+    assert!(report.is_intact(), "a failed request in a group broke the chain: {:?}", report.first_broken);
+    assert_eq!(report.checked, 1 + GOOD as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_retried_after_reopening_is_deduplicated() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let command_id = Uuid::now_v7();
+    let events = with_command(new_events("order", 2), command_id);
+    let original = open(&path)
+        .append(stream_append("order-1", ExpectedVersion::NoStream, events.clone()))
+        .await
+        .expect("the first append failed");
+
+    let store = open(&path);
+    let retry = store
+        .append(stream_append("order-1", ExpectedVersion::NoStream, events))
+        .await
+        .expect("the retried append failed");
+    assert!(retry.deduplicated);
+    assert_eq!(retry, seatledger_store::AppendOutcome { deduplicated: true, ..original.clone() });
+    assert_eq!(store.command_outcome(command_id).await.expect("command_outcome failed"), Some(original));
+    assert_eq!(store.head_position().await.expect("head_position failed"), 2, "a retry wrote events");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    drop(open(&path));
+    let newer = SCHEMA_VERSION + 1;
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| conn.execute_batch(&format!("PRAGMA user_version = {newer}")))
+        .expect("bumping the schema version");
+    match SqliteStore::open(&path, clock()) {
+        Err(StoreError::Backend(message)) => {
+            assert!(message.contains(&format!("schema version {newer}")), "unclear error: {message}");
+            assert!(message.contains("newer"), "unclear error: {message}");
+        }
+        other => panic!("expected a newer schema to be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_sqlite_file_is_refused() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("other.db");
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY)"))
+        .expect("making a foreign database");
+    match SqliteStore::open(&path, clock()) {
+        Err(StoreError::Backend(message)) => {
+            assert!(message.contains("not a seatledger event store"), "unclear error: {message}");
+        }
+        other => panic!("expected a foreign file to be refused, got {other:?}"),
+    }
+    let conn = rusqlite::Connection::open(&path).expect("reopening the foreign database");
+    let tables: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table'", [], |row| row.get(0))
+        .expect("counting tables");
+    assert_eq!(tables, 1, "opening a foreign file must not add tables to it");
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("reading journal_mode");
+    assert_eq!(mode, "delete", "opening a foreign file must not change its journal mode");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_are_durable() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    drop(open(&path));
+    let conn = rusqlite::Connection::open(&path).expect("opening the file");
+    let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0)).expect("reading journal_mode");
+    assert_eq!(mode, "wal", "the store must leave the file in WAL mode");
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("reading user_version");
+    assert_eq!(version, SCHEMA_VERSION);
+    let recorded: i64 =
+        conn.query_row("SELECT MAX(version) FROM schema_migrations", [], |row| row.get(0)).expect("reading migrations");
+    assert_eq!(recorded, SCHEMA_VERSION);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_store_closes_the_file() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let wal = dir.path().join("events.db-wal");
+    let store = open(&path);
+    append_numbered(&*store, 3).await;
+    assert!(wal.exists(), "an open store in WAL mode has a -wal file");
+    drop(store);
+    // SQLite folds the WAL back and deletes it when the last connection
+    // closes: so once drop returns, the writer thread has ended and every
+    // connection is closed.
+    assert!(!wal.exists(), "the -wal file is still there: a connection outlived the store");
+    let conn = rusqlite::Connection::open(&path).expect("opening the file");
+    let count: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0)).expect("counting events");
+    assert_eq!(count, 3, "appends before the drop are on disk");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_keep_one_chain() {
+    // Two stores stand in for two processes: each writer must notice the
+    // other's commits before it extends the log.
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let first = open(&path);
+    let second = open(&path);
+    for n in 0..6u64 {
+        let (writer, stream) = if n % 2 == 0 { (&first, "left") } else { (&second, "right") };
+        let current = writer.stream_version(stream).await.expect("stream_version failed");
+        let outcome = writer
+            .append(stream_append(stream, ExpectedVersion::from_current(current), new_events(stream, 2)))
+            .await
+            .expect("an interleaved append failed");
+        assert_eq!(outcome.first_position, 2 * n + 1, "a writer reused a position");
+    }
+    // An expectation checked by one store sees what the other wrote.
+    match first.append(stream_append("right", ExpectedVersion::Exact(1), new_events("late", 1))).await {
+        Err(StoreError::Conflict { actual: Some(5), .. }) => {}
+        other => panic!("expected a conflict against the other store's appends, got {other:?}"),
+    }
+    for store in [&first, &second] {
+        let report = store.verify().await.expect("verify failed");
+        assert!(report.is_intact(), "two writers broke the chain: {:?}", report.first_broken);
+        assert_eq!(report.checked, 12);
+    }
+}
