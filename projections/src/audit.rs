@@ -1,0 +1,283 @@
+//! The audit log: "who changed what, when, through which channel".
+//!
+//! Every event becomes one entry, with the entities it is about and a
+//! sentence describing it. Queries filter by workspace, entity, actor, event
+//! type and recorded or effective time range, and page through results in a
+//! stable order (global position) with a cursor, so paging never skips or
+//! repeats an entry even while new events arrive.
+
+use crate::{Projection, Recorded, RestoreError};
+use chrono::{DateTime, Utc};
+use seatledger_domain::*;
+use serde::{Deserialize, Serialize};
+
+/// The most entries one page returns.
+pub const MAX_PAGE_SIZE: usize = 1_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub position: u64,
+    pub event_id: uuid::Uuid,
+    pub stream: String,
+    pub stream_version: u64,
+    pub workspace: Option<String>,
+    pub event_type: String,
+    pub recorded_at: DateTime<Utc>,
+    pub effective_at: DateTime<Utc>,
+    pub actor: String,
+    pub channel: String,
+    /// `kind:id` labels, such as `user:u1` or `sku:HYBRID`.
+    pub entities: Vec<String>,
+    pub summary: String,
+}
+
+/// What to look for. Every filter that is set must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    pub workspace: Option<String>,
+    /// An entity label (`user:u1`); a bare id matches any kind.
+    pub entity: Option<String>,
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+    pub recorded_from: Option<DateTime<Utc>>,
+    pub recorded_until: Option<DateTime<Utc>>,
+    pub effective_from: Option<DateTime<Utc>>,
+    pub effective_until: Option<DateTime<Utc>>,
+    /// Return entries after this position (the cursor of the previous page).
+    pub after_position: u64,
+    pub limit: usize,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `after_position` to get the next page; `None` on the last page.
+    pub next_after: Option<u64>,
+}
+
+impl AuditQuery {
+    fn matches(&self, e: &AuditEntry) -> bool {
+        let in_range = |t: DateTime<Utc>, from: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>| {
+            from.is_none_or(|f| t >= f) && until.is_none_or(|u| t < u)
+        };
+        e.position > self.after_position
+            && self.workspace.as_ref().is_none_or(|w| e.workspace.as_ref() == Some(w))
+            && self.entity.as_ref().is_none_or(|wanted| {
+                e.entities.iter().any(|label| {
+                    label == wanted
+                        || (!wanted.contains(':') && label.split_once(':').is_some_and(|(_, id)| id == wanted))
+                })
+            })
+            && self.actor.as_ref().is_none_or(|a| &e.actor == a)
+            && self.event_type.as_ref().is_none_or(|t| &e.event_type == t)
+            && in_range(e.recorded_at, self.recorded_from, self.recorded_until)
+            && in_range(e.effective_at, self.effective_from, self.effective_until)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLog {
+    pub entries: Vec<AuditEntry>,
+}
+
+impl AuditLog {
+    /// One page of entries matching `query`, in global order.
+    pub fn query(&self, query: &AuditQuery) -> AuditPage {
+        let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
+        // Entries are in position order: start the scan at the cursor.
+        let start = self.entries.partition_point(|e| e.position <= query.after_position);
+        let mut matching = self.entries[start..].iter().filter(|e| query.matches(e));
+        let entries: Vec<AuditEntry> = matching.by_ref().take(limit).cloned().collect();
+        let next_after = match (entries.last(), matching.next()) {
+            (Some(last), Some(_)) => Some(last.position),
+            _ => None,
+        };
+        AuditPage { entries, next_after }
+    }
+}
+
+impl Projection for AuditLog {
+    fn name(&self) -> &'static str {
+        "audit-log"
+    }
+
+    fn apply(&mut self, r: &Recorded<'_>) {
+        assert!(
+            self.entries.last().is_none_or(|last| last.position < r.position),
+            "audit log received position {} out of order",
+            r.position
+        );
+        self.entries.push(AuditEntry {
+            position: r.position,
+            event_id: r.id,
+            stream: r.stream.name(),
+            stream_version: r.stream_version,
+            workspace: r.stream.workspace().map(ToString::to_string),
+            event_type: r.event_type.to_owned(),
+            recorded_at: r.recorded_at,
+            effective_at: r.effective_at,
+            actor: r.actor.to_owned(),
+            channel: r.channel.to_owned(),
+            entities: r.event.entities().iter().map(EntityRef::label).collect(),
+            summary: describe(r.event),
+        });
+    }
+
+    fn save(&self) -> Option<String> {
+        Some(serde_json::to_string(self).expect("the audit log always serializes"))
+    }
+
+    fn restore(&mut self, state: &str) -> Result<(), RestoreError> {
+        *self = serde_json::from_str(state).map_err(|e| RestoreError(e.to_string()))?;
+        Ok(())
+    }
+}
+
+fn scope(pool: &PoolKey) -> String {
+    match &pool.scope {
+        PoolScope::Workspace => format!("pool {}", pool.sku),
+        PoolScope::Organization(o) => format!("pool {} of {o}", pool.sku),
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+    v.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string)
+}
+
+/// One sentence saying what an event means.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::ProductDefined { sku, name, kind, charge_model, .. } => {
+            format!("product {sku} \"{name}\" defined: {kind}, charged {charge_model}")
+        }
+        Event::PriceSet { sku, price } => format!(
+            "price of {sku} on {} set to {} (cost {})",
+            price.price_list, price.selling_per_unit, price.cost_per_unit
+        ),
+        Event::BundleDefined { parent, children, add_ons } => format!(
+            "bundle {parent} includes [{}] with add-ons [{}]",
+            children.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            add_ons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        ),
+        Event::WorkspaceCreated { workspace, name, billing_mode, created_on, legacy_plan } => format!(
+            "workspace {workspace} \"{name}\" created on {created_on} in {billing_mode} mode{}",
+            legacy_plan.map(|p| format!(", legacy plan {p}")).unwrap_or_default()
+        ),
+        Event::BillingInfoSet { info } => format!(
+            "billing info set: {} ({}, {}, {})",
+            info.company_name, info.reference_number, info.customer_type, info.industry
+        ),
+        Event::WorkspaceMigratedToModules { migrated_on } => format!("migrated to modules on {migrated_on}"),
+        Event::BillingActivated { activated_on } => format!("billing activated on {activated_on}"),
+        Event::BillingAccountOpened { account, name, currency, tax_rate, .. } => {
+            format!("billing account {account} \"{name}\" opened in {currency}, tax {tax_rate}")
+        }
+        Event::OrganizationCreated { org, name, parent, account } => {
+            format!("organization {org} \"{name}\" created under {}, account {}", opt(parent), opt(account))
+        }
+        Event::SubscriptionCreated { terms } => format!(
+            "subscription {} to {} for account {}: {} × {} from {}{}{}",
+            terms.subscription,
+            terms.sku,
+            terms.account,
+            terms.quantity,
+            terms.selling_per_unit,
+            terms.effective_start,
+            if terms.trial { ", trial" } else { "" },
+            if terms.billable { "" } else { ", not billable" }
+        ),
+        Event::QuantityChanged { subscription, pool, from, to, reason, order, channel } => format!(
+            "{} of {subscription} ({}) changed {from} → {to} by {} via {channel}{}",
+            "quantity",
+            scope(pool),
+            order.ordered_by,
+            match reason {
+                QuantityReason::Order =>
+                    order.order_reference.as_ref().map(|r| format!(", order {r}")).unwrap_or_default(),
+                QuantityReason::ManualAddition => ", licences added manually".to_owned(),
+                QuantityReason::AutomaticTopUp { trigger_event } =>
+                    format!(", automatic top-up caused by {trigger_event}"),
+            }
+        ),
+        Event::DeactivationScheduled { subscription, deactivate_on } => {
+            format!("subscription {subscription} deactivates on {}", opt(deactivate_on))
+        }
+        Event::TrialEnded { subscription, converted, ended_on } => format!(
+            "trial {subscription} ended on {ended_on}, {}",
+            if *converted { "converted to paid" } else { "not converted" }
+        ),
+        Event::SubscriptionEnded { subscription, ended_on } => {
+            format!("subscription {subscription} ends on {ended_on}")
+        }
+        Event::LicenceSettingsChanged { pool, settings } => format!(
+            "settings of {}: alert at {}, top-up {}",
+            scope(pool),
+            opt(&settings.alert_threshold),
+            settings.top_up.map_or_else(
+                || "off".to_owned(),
+                |t| format!(
+                    "to {} vacant seats, at most {} per top-up and {} per month",
+                    t.vacant_seat_threshold, t.max_per_top_up, t.max_per_month
+                )
+            )
+        ),
+        Event::LowLicenceAlertRaised { pool, available, threshold } => {
+            format!("low licence alert on {}: {available} available, threshold {threshold}", scope(pool))
+        }
+        Event::LicenceAlertCleared { pool, available, threshold } => {
+            format!("licence alert on {} cleared: {available} available, threshold {threshold}", scope(pool))
+        }
+        Event::NotificationRecipientAdded { recipient, email, kinds } => format!(
+            "recipient {recipient} <{email}> added for [{}]",
+            kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        Event::NotificationSettingsChanged { recipient, kinds } => format!(
+            "recipient {recipient} now receives [{}]",
+            kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+        Event::NotificationRecipientRemoved { recipient } => format!("recipient {recipient} removed"),
+        Event::UserAdded { user, org, profile, status, source } => format!(
+            "user {user} ({} {}, {}) added to {org} as {} {}{}, {status}, via {source}",
+            profile.first_name,
+            profile.last_name,
+            profile.username,
+            profile.audience,
+            profile.kind,
+            if profile.administrator { " administrator" } else { "" }
+        ),
+        Event::UserProfileUpdated { user, profile } => {
+            format!("profile of {user} updated ({} {}, {})", profile.first_name, profile.last_name, profile.email)
+        }
+        Event::UserStatusChanged { user, from, to, source } => format!("user {user} {from} → {to} via {source}"),
+        Event::StatusAuthoritySet { authority } => format!("status authority set to {authority}"),
+        Event::ScimDefaultStatusSet { status } => format!("scim default status set to {status}"),
+        Event::SyncStarted { tool } => format!("{tool} sync started"),
+        Event::SyncStopped { tool } => format!("{tool} sync stopped"),
+        Event::GroupCreated { group, name } => format!("group {group} \"{name}\" created"),
+        Event::GroupMemberAdded { group, user } => format!("user {user} joined group {group}"),
+        Event::GroupMemberRemoved { group, user } => format!("user {user} left group {group}"),
+        Event::ModuleAssigned { sku, target } => format!("module {sku} assigned to {}", plain(target)),
+        Event::ModuleUnassigned { sku, target } => format!("module {sku} unassigned from {}", plain(target)),
+        Event::ReservationMade { reservation, user, starts_at, ends_at } => format!(
+            "reservation {reservation} by {user} from {} to {}",
+            starts_at.format("%Y-%m-%d %H:%M"),
+            ends_at.format("%Y-%m-%d %H:%M")
+        ),
+        Event::RecurringReservationOccurred { series, user, occurs_on } => {
+            format!("recurring reservation {series} occurred for {user} on {occurs_on}")
+        }
+        Event::MembershipStarted { membership, user, starts_on, ends_on } => {
+            format!("membership {membership} of {user} from {starts_on} until {}", opt(ends_on))
+        }
+        Event::MembershipEnded { membership, ends_on } => format!("membership {membership} ends on {ends_on}"),
+        Event::PunchPassUsed { use_id, user, used_on } => format!("punch pass use {use_id} by {user} on {used_on}"),
+    }
+}
+
+fn plain(target: &ModuleTarget) -> String {
+    match target {
+        ModuleTarget::User(u) => format!("user {u}"),
+        ModuleTarget::Group(g) => format!("group {g}"),
+    }
+}
