@@ -13,7 +13,7 @@
 //! running the same import again skips what is there and writes the rest.
 
 use seatledger_store::{EventStore, ImportOutcome, StoreError, StoredEvent, MAX_READ_COUNT};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 /// Events written per import transaction.
@@ -85,6 +85,35 @@ fn check_line(text: &str) -> Result<StoredEvent, String> {
     Ok(event)
 }
 
+/// The ids a stream already holds from some version on, read once per
+/// stream when the file first mentions it.
+struct StoredIds {
+    from: u64,
+    ids: Vec<uuid::Uuid>,
+}
+
+impl StoredIds {
+    async fn load(store: &dyn EventStore, stream: &str, from: u64) -> Result<Self, TransferError> {
+        let mut ids = vec![];
+        let mut next = from;
+        loop {
+            let page = store.read_stream(stream, next, seatledger_store::Direction::Forwards, MAX_READ_COUNT).await?;
+            let full = page.len() == MAX_READ_COUNT;
+            if let Some(last) = page.last() {
+                next = last.stream_version + 1;
+            }
+            ids.extend(page.iter().map(|e| e.id));
+            if !full {
+                return Ok(Self { from, ids });
+            }
+        }
+    }
+
+    fn id_at(&self, version: u64) -> Option<uuid::Uuid> {
+        version.checked_sub(self.from).and_then(|i| self.ids.get(i as usize)).copied()
+    }
+}
+
 /// Read and check a whole event file. With `continue_on_error`, refused
 /// lines are reported and the rest is kept; otherwise any refusal fails
 /// the file.
@@ -98,7 +127,7 @@ pub async fn check_file(
     let mut ids: HashMap<uuid::Uuid, usize> = HashMap::new();
     // The next version each stream must continue with.
     let mut next_version: HashMap<String, u64> = HashMap::new();
-    let mut known_streams: HashSet<String> = HashSet::new();
+    let mut stored_ids: HashMap<String, StoredIds> = HashMap::new();
     let mut buf = String::new();
     let mut line = 0usize;
     loop {
@@ -122,25 +151,57 @@ pub async fn check_file(
             rejected.push(ImportRejection { line, error: format!("event id {} repeats line {first}", event.id) });
             continue;
         }
-        if known_streams.insert(event.stream.clone()) {
-            // The file may start a stream anywhere up to one past what the
-            // store holds: events the store has are skipped on import.
-            let stored = store.stream_version(&event.stream).await?.map_or(0, |v| v + 1);
-            if event.stream_version > stored {
+        // An event at a version the store already holds must be that very
+        // event (a resumed import); anything else is a version conflict.
+        if let Some(held) = stored_ids.get_mut(&event.stream).map(|h| h.id_at(event.stream_version)) {
+            if let Some(held) = held {
+                if held != event.id {
+                    rejected.push(ImportRejection {
+                        line,
+                        error: format!(
+                            "field `stream_version`: version conflict: stream `{}` already holds event {held} at version {}",
+                            event.stream, event.stream_version
+                        ),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            let held = StoredIds::load(store, &event.stream, event.stream_version).await?;
+            let conflict = held.id_at(event.stream_version).filter(|id| *id != event.id);
+            stored_ids.insert(event.stream.clone(), held);
+            if let Some(other) = conflict {
                 rejected.push(ImportRejection {
                     line,
                     error: format!(
-                        "stream `{}` continues at version {} but the store holds it only up to version {}",
-                        event.stream,
-                        event.stream_version,
-                        stored as i64 - 1
+                        "field `stream_version`: version conflict: stream `{}` already holds event {other} at version {}",
+                        event.stream, event.stream_version
                     ),
                 });
                 continue;
             }
-            next_version.insert(event.stream.clone(), event.stream_version);
         }
-        let expected = next_version[&event.stream];
+        let expected = match next_version.get(&event.stream) {
+            Some(next) => *next,
+            None => {
+                // The file may start a stream anywhere up to one past what
+                // the store holds: events the store has are skipped on import.
+                let stored_next = store.stream_version(&event.stream).await?.map_or(0, |v| v + 1);
+                if event.stream_version > stored_next {
+                    rejected.push(ImportRejection {
+                        line,
+                        error: format!(
+                            "field `stream_version`: stream `{}` continues at version {} but the store holds it only up to version {}",
+                            event.stream,
+                            event.stream_version,
+                            stored_next as i64 - 1
+                        ),
+                    });
+                    continue;
+                }
+                event.stream_version
+            }
+        };
         if event.stream_version != expected {
             rejected.push(ImportRejection {
                 line,
