@@ -1,0 +1,11 @@
+//! The `seatledger` command line, as a library so that tests drive exactly
+//! what the binary runs. Only this crate knows about the CLI, configuration
+//! and terminals.
+
+#![forbid(unsafe_code)]
+
+pub mod render;
+pub mod scenario;
+pub mod store_url;
+
+pub use store_url::{open_store, StoreUrl};

@@ -1,0 +1,438 @@
+//! `seatledger`: the event-sourced licensing ledger on the command line.
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use seatledger::render;
+use seatledger::scenario::{run_lines, to_command, LineOutcome};
+use seatledger::store_url::{open_store, StoreUrl, DEFAULT_STORE};
+use seatledger_app::transfer;
+use seatledger_app::{AppError, CommandHandler, ProjectionRunner, V7Ids};
+use seatledger_projections::audit::{AuditLog, AuditQuery};
+use seatledger_projections::change_log::ChangeLog;
+use seatledger_projections::licence_state::LicenceState;
+use seatledger_projections::Projection;
+use seatledger_store::{EventStore, SystemClock};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, Parser)]
+#[command(name = "seatledger", version, about = "An event-sourced licensing ledger")]
+struct Cli {
+    /// Where the ledger lives: sqlite:PATH or memory:.
+    #[arg(long, global = true, env = "SEATLEDGER_STORE", default_value = DEFAULT_STORE)]
+    store: StoreUrl,
+
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the main job: apply the seed scenarios and show what the ledger knows.
+    Demo,
+    /// Create the store if it does not exist.
+    Init,
+    /// Apply a command file (JSON Lines); all or nothing unless --continue-on-error.
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        continue_on_error: bool,
+        /// Business time for lines without `at` (RFC 3339); defaults to now.
+        #[arg(long)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// Import events written by `export`; all or nothing unless --continue-on-error.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        continue_on_error: bool,
+    },
+    /// Write every stored event as JSON Lines.
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Licence state per pool.
+    State {
+        /// The day to evaluate pools on (YYYY-MM-DD); defaults to today (UTC).
+        #[arg(long)]
+        at: Option<NaiveDate>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// The licence change log.
+    Changelog {
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        sku: Option<String>,
+    },
+    /// Query the audit log.
+    Audit {
+        #[arg(long)]
+        workspace: Option<String>,
+        /// An entity such as user:u1, sku:HYBRID, subscription:s1 (or a bare id).
+        #[arg(long)]
+        entity: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long)]
+        recorded_from: Option<DateTime<Utc>>,
+        #[arg(long)]
+        recorded_until: Option<DateTime<Utc>>,
+        #[arg(long)]
+        effective_from: Option<DateTime<Utc>>,
+        #[arg(long)]
+        effective_until: Option<DateTime<Utc>>,
+        /// Show entries after this position (the cursor printed with the previous page).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Walk the hash chain and name the first broken link.
+    Verify,
+    /// Drop every projection checkpoint and rebuild from zero.
+    Rebuild,
+}
+
+fn progress_bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_message(label.to_owned());
+    bar
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+struct Ctx {
+    store: Arc<dyn EventStore>,
+    json: bool,
+}
+
+impl Ctx {
+    fn handler(&self) -> CommandHandler {
+        CommandHandler::new(self.store.clone(), Arc::new(V7Ids))
+    }
+
+    async fn project(&self, projections: &mut [&mut dyn Projection]) -> anyhow::Result<()> {
+        ProjectionRunner::new(self.store.clone()).run(projections, &mut |_, _| {}).await?;
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SEATLEDGER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let store = open_store(&cli.store, Arc::new(SystemClock))?;
+    let ctx = Ctx { store, json: cli.json };
+    match cli.command {
+        Cmd::Demo => demo(&ctx, &cli.store).await,
+        Cmd::Init => {
+            println!("store ready at {} ({} events)", cli.store, ctx.store.head_position().await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Apply { file, continue_on_error, at } => apply(&ctx, &file, continue_on_error, at).await,
+        Cmd::Import { file, continue_on_error } => import(&ctx, &file, continue_on_error).await,
+        Cmd::Export { out } => {
+            let mut progress = |_: u64, _: u64| {};
+            let count = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+                    let mut w = std::io::BufWriter::new(file);
+                    let n = transfer::export(ctx.store.as_ref(), &mut w, &mut progress).await?;
+                    eprintln!("exported {n} events to {}", path.display());
+                    n
+                }
+                None => {
+                    let mut w = std::io::BufWriter::new(std::io::stdout());
+                    transfer::export(ctx.store.as_ref(), &mut w, &mut progress).await?
+                }
+            };
+            tracing::info!(count, "exported");
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::State { at, workspace } => {
+            let mut state = LicenceState::default();
+            ctx.project(&mut [&mut state]).await?;
+            let on = at.unwrap_or_else(|| Utc::now().date_naive());
+            let rows: Vec<_> = state
+                .pools_on(on)
+                .into_iter()
+                .filter(|r| workspace.as_ref().is_none_or(|w| &r.workspace == w))
+                .collect();
+            if ctx.json {
+                print_json(&serde_json::json!({ "on": on, "pools": rows }))?;
+            } else {
+                println!("licence state on {on}");
+                println!("{}", render::pools(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Changelog { workspace, sku } => {
+            let mut log = ChangeLog::default();
+            ctx.project(&mut [&mut log]).await?;
+            let entries: Vec<_> = log.filtered(workspace.as_deref(), sku.as_deref()).collect();
+            if ctx.json {
+                print_json(&entries)?;
+            } else {
+                println!("{}", render::change_log(entries));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit {
+            workspace,
+            entity,
+            actor,
+            event_type,
+            recorded_from,
+            recorded_until,
+            effective_from,
+            effective_until,
+            after,
+            limit,
+        } => {
+            let mut log = AuditLog::default();
+            ctx.project(&mut [&mut log]).await?;
+            let page = log.query(&AuditQuery {
+                workspace,
+                entity,
+                actor,
+                event_type,
+                recorded_from,
+                recorded_until,
+                effective_from,
+                effective_until,
+                after_position: after,
+                limit,
+            });
+            if ctx.json {
+                print_json(&page)?;
+            } else {
+                println!("{}", render::audit(&page.entries));
+                if let Some(next) = page.next_after {
+                    println!("more: --after {next}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Verify => {
+            let report = ctx.store.verify().await?;
+            if ctx.json {
+                print_json(&report)?;
+            } else {
+                println!("{}", render::verify(&report));
+            }
+            Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+        }
+        Cmd::Rebuild => {
+            let mut state = LicenceState::default();
+            let mut changes = ChangeLog::default();
+            let mut audit = AuditLog::default();
+            let bar = progress_bar("rebuilding");
+            let report = ProjectionRunner::new(ctx.store.clone())
+                .rebuild(&mut [&mut state, &mut changes, &mut audit], &mut |done, head| {
+                    bar.set_length(head);
+                    bar.set_position(done);
+                })
+                .await?;
+            bar.finish_and_clear();
+            if ctx.json {
+                print_json(&serde_json::json!({ "position": report.position, "events": report.events_read }))?;
+            } else {
+                println!("rebuilt licence state, change log and audit log from {} events", report.events_read);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_lines(path: &Path) -> anyhow::Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    BufReader::new(file).lines().collect::<Result<_, _>>().with_context(|| format!("reading {}", path.display()))
+}
+
+async fn apply(ctx: &Ctx, file: &Path, continue_on_error: bool, at: Option<DateTime<Utc>>) -> anyhow::Result<ExitCode> {
+    let lines = read_lines(file)?;
+    let now = at.unwrap_or_else(Utc::now);
+    let mut parsed = vec![];
+    let mut refused = vec![];
+    for (i, text) in lines.iter().enumerate() {
+        if text.trim().is_empty() || text.trim_start().starts_with("//") {
+            continue;
+        }
+        match seatledger_codec::parse_command(text) {
+            Ok(envelope) => {
+                let (command, meta) = to_command(envelope, text, now, "cli", "cli");
+                parsed.push((i + 1, command, meta));
+            }
+            Err(e) => refused.push((i + 1, e.to_string())),
+        }
+    }
+    let report = if refused.is_empty() || continue_on_error {
+        match ctx.handler().apply_all(&parsed, continue_on_error).await {
+            Ok(report) => Some(report),
+            Err(AppError::FileRejected(lines)) => {
+                refused.extend(lines.into_iter().map(|r| (r.line, r.error)));
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    if let Some(report) = &report {
+        refused.extend(report.rejected.iter().map(|r| (r.line, r.error.clone())));
+    }
+    refused.sort();
+    for (line, error) in &refused {
+        eprintln!("{}:{line}: {error}", file.display());
+    }
+    match report {
+        None => {
+            eprintln!("{}: {} line(s) refused; nothing was appended", file.display(), refused.len());
+            Ok(ExitCode::FAILURE)
+        }
+        Some(r) => {
+            if ctx.json {
+                print_json(&serde_json::json!({
+                    "applied": r.applied, "already_applied": r.already_applied, "unchanged": r.unchanged,
+                    "events": r.events_appended, "refused": refused.len(),
+                }))?;
+            } else {
+                println!(
+                    "{}: {} command(s) applied ({} events), {} already applied, {} unchanged, {} refused",
+                    file.display(),
+                    r.applied,
+                    r.events_appended,
+                    r.already_applied,
+                    r.unchanged,
+                    refused.len()
+                );
+            }
+            Ok(if refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+        }
+    }
+}
+
+async fn import(ctx: &Ctx, path: &Path, continue_on_error: bool) -> anyhow::Result<ExitCode> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::new(file);
+    let (events, rejected) = match transfer::check_file(ctx.store.as_ref(), &mut reader, continue_on_error).await {
+        Ok(checked) => checked,
+        Err(transfer::TransferError::Rejected(rejected)) => {
+            for r in &rejected {
+                eprintln!("{}:{}: {}", path.display(), r.line, r.error);
+            }
+            eprintln!("{}: {} line(s) refused; nothing was imported", path.display(), rejected.len());
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    for r in &rejected {
+        eprintln!("{}:{}: {}", path.display(), r.line, r.error);
+    }
+    let bar = progress_bar("importing");
+    bar.set_length(events.len() as u64);
+    let outcome = transfer::import_events(ctx.store.as_ref(), events, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "imported": outcome.imported, "skipped": outcome.skipped, "refused": rejected.len(),
+        }))?;
+    } else {
+        println!(
+            "{}: {} events imported, {} already present, {} line(s) refused",
+            path.display(),
+            outcome.imported,
+            outcome.skipped,
+            rejected.len()
+        );
+    }
+    Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+async fn demo(ctx: &Ctx, url: &StoreUrl) -> anyhow::Result<ExitCode> {
+    let handler = ctx.handler();
+    println!("seatledger demo on {url}\n");
+    for scenario in seatledger::scenario::SEED_SCENARIOS {
+        let mut applied = 0;
+        let mut again = 0;
+        let mut refusals = vec![];
+        for text in [seatledger::scenario::CATALOG, scenario.commands] {
+            for (line, outcome) in run_lines(&handler, text, scenario.default_at(), "demo").await? {
+                match outcome {
+                    LineOutcome::Applied { .. } | LineOutcome::Unchanged => applied += 1,
+                    LineOutcome::AlreadyApplied => again += 1,
+                    LineOutcome::Refused { error } => refusals.push((line, error)),
+                }
+            }
+        }
+        println!("seed {} — {}", scenario.seed, scenario.title);
+        println!(
+            "  {applied} commands applied, {again} already in the ledger, {} refused as the rules demand:",
+            refusals.len()
+        );
+        for (line, error) in &refusals {
+            println!("    line {line}: {error}");
+        }
+        println!();
+    }
+    let mut state = LicenceState::default();
+    let mut changes = ChangeLog::default();
+    let mut audit = AuditLog::default();
+    ctx.project(&mut [&mut state, &mut changes, &mut audit]).await?;
+    let on = seatledger::scenario::DEMO_DAY;
+    println!("licence state on {on}");
+    println!("{}\n", render::pools(&state.pools_on(on)));
+    println!("licence change log");
+    println!("{}\n", render::change_log(&changes.entries));
+    let tail: Vec<_> = audit.entries.iter().rev().take(12).rev().collect();
+    println!("audit log, last {} of {} entries", tail.len(), audit.entries.len());
+    println!("{}\n", render::audit(tail));
+    let report = ctx.store.verify().await?;
+    println!("{}", render::verify(&report));
+    if !report.is_intact() {
+        bail!("the hash chain is broken");
+    }
+    Ok(ExitCode::SUCCESS)
+}
