@@ -233,19 +233,28 @@ fn decide_existing(
             if *quantity == sub.quantity {
                 return Ok(vec![]);
             }
-            let pool = ws.pool_of_subscription(&sub.terms);
-            if sub.is_live_on(today) {
-                effects.total(pool.clone(), i64::from(*quantity) - i64::from(sub.quantity));
+            // A bundle's included children follow its quantity; add-ons are
+            // bought on their own and keep theirs.
+            let mut events = vec![];
+            for s in std::iter::once(sub).chain(included_children(ws, subscription, today)) {
+                if s.quantity == *quantity {
+                    continue;
+                }
+                let pool = ws.pool_of_subscription(&s.terms);
+                if s.is_live_on(today) {
+                    effects.total(pool.clone(), i64::from(*quantity) - i64::from(s.quantity));
+                }
+                events.push(Event::QuantityChanged {
+                    subscription: s.terms.subscription.clone(),
+                    pool,
+                    from: s.quantity,
+                    to: *quantity,
+                    reason: QuantityReason::Order,
+                    order: order.clone(),
+                    channel: *channel,
+                });
             }
-            vec![Event::QuantityChanged {
-                subscription: subscription.clone(),
-                pool,
-                from: sub.quantity,
-                to: *quantity,
-                reason: QuantityReason::Order,
-                order: order.clone(),
-                channel: *channel,
-            }]
+            events
         }
         C::AddLicences { sku, organization, subscription, quantity, order } => add_licences(
             ws,
@@ -303,25 +312,45 @@ fn decide_existing(
                         end: d.to_string(),
                     });
                 }
-                check_pool_without(catalog, ws, &sub.terms, (*d).max(today))?;
-                if *d <= today && sub.is_live_on(today) {
-                    effects.total(ws.pool_of_subscription(&sub.terms), -i64::from(sub.quantity));
-                }
             }
-            vec![Event::DeactivationScheduled { subscription: subscription.clone(), deactivate_on: *deactivate_on }]
+            // Children and add-ons of a bundle end with it.
+            let mut events = vec![];
+            for s in std::iter::once(sub).chain(dependants(ws, subscription, today)) {
+                if let Some(d) = deactivate_on {
+                    check_pool_without(catalog, ws, &s.terms, (*d).max(today))?;
+                    if *d <= today && s.is_live_on(today) {
+                        effects.total(ws.pool_of_subscription(&s.terms), -i64::from(s.quantity));
+                    }
+                }
+                events.push(Event::DeactivationScheduled {
+                    subscription: s.terms.subscription.clone(),
+                    deactivate_on: *deactivate_on,
+                });
+            }
+            events
         }
         C::EndTrial { subscription, converted } => {
             let sub = live_subscription(ws, subscription, today)?;
             if !sub.trial {
                 return Err(DomainError::NotATrial(subscription.clone()));
             }
-            if !converted {
-                check_pool_without(catalog, ws, &sub.terms, today)?;
-                if sub.is_live_on(today) {
-                    effects.total(ws.pool_of_subscription(&sub.terms), -i64::from(sub.quantity));
+            // The included children of a trial bundle end their trial with it.
+            let trial_children = included_children(ws, subscription, today).filter(|c| c.trial);
+            let mut events = vec![];
+            for s in std::iter::once(sub).chain(trial_children) {
+                if !converted {
+                    check_pool_without(catalog, ws, &s.terms, today)?;
+                    if s.is_live_on(today) {
+                        effects.total(ws.pool_of_subscription(&s.terms), -i64::from(s.quantity));
+                    }
                 }
+                events.push(Event::TrialEnded {
+                    subscription: s.terms.subscription.clone(),
+                    converted: *converted,
+                    ended_on: today,
+                });
             }
-            vec![Event::TrialEnded { subscription: subscription.clone(), converted: *converted, ended_on: today }]
+            events
         }
         C::EndSubscription { subscription, ended_on } => {
             let sub = live_subscription(ws, subscription, today)?;
@@ -332,11 +361,16 @@ fn decide_existing(
                     end: ended_on.to_string(),
                 });
             }
-            check_pool_without(catalog, ws, &sub.terms, (*ended_on).max(today))?;
-            if *ended_on <= today && sub.is_live_on(today) {
-                effects.total(ws.pool_of_subscription(&sub.terms), -i64::from(sub.quantity));
+            let mut events = vec![];
+            for s in std::iter::once(sub).chain(dependants(ws, subscription, today)) {
+                check_pool_without(catalog, ws, &s.terms, (*ended_on).max(today))?;
+                if *ended_on <= today && s.is_live_on(today) {
+                    effects.total(ws.pool_of_subscription(&s.terms), -i64::from(s.quantity));
+                }
+                events
+                    .push(Event::SubscriptionEnded { subscription: s.terms.subscription.clone(), ended_on: *ended_on });
             }
-            vec![Event::SubscriptionEnded { subscription: subscription.clone(), ended_on: *ended_on }]
+            events
         }
         C::ConfigureLicences { sku, organization, settings } => {
             if catalog.product(sku).is_none() {
@@ -678,6 +712,26 @@ fn live_subscription<'a>(
         }
     }
     Ok(sub)
+}
+
+/// The not-yet-ended subscriptions that hang off a bundle parent.
+fn dependants<'a>(
+    ws: &'a Workspace,
+    parent: &'a SubscriptionId,
+    today: NaiveDate,
+) -> impl Iterator<Item = &'a crate::state::Subscription> + 'a {
+    ws.subscriptions
+        .values()
+        .filter(move |s| s.terms.parent.as_ref() == Some(parent) && s.end_date().is_none_or(|d| d > today))
+}
+
+/// The included (non-billable) children of a bundle parent.
+fn included_children<'a>(
+    ws: &'a Workspace,
+    parent: &'a SubscriptionId,
+    today: NaiveDate,
+) -> impl Iterator<Item = &'a crate::state::Subscription> + 'a {
+    dependants(ws, parent, today).filter(|s| s.terms.bundle_role == BundleRole::Child)
 }
 
 /// The pool a SKU command addresses: the workspace's, or in assigned mode a

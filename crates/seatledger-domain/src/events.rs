@@ -293,7 +293,7 @@ impl Event {
                 vec![E::Activity(format!("reservation/{reservation}")), E::User(user.clone())]
             }
             Event::RecurringReservationOccurred { series, user, occurs_on } => {
-                vec![E::Activity(format!("series/{series}/{occurs_on}")), E::User(user.clone())]
+                vec![E::Activity(format!("series/{series}/{user}/{occurs_on}")), E::User(user.clone())]
             }
             Event::MembershipStarted { membership, user, .. } => {
                 vec![E::Activity(format!("membership/{membership}")), E::User(user.clone())]

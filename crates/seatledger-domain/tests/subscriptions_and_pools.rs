@@ -954,3 +954,47 @@ fn pooled_mode_adds_every_accounts_subscriptions_into_one_pool() {
     h.run(assign(HYBRID, to_user("u2")));
     exhausted(&h, assign(HYBRID, to_user("u3")), pool(HYBRID), 0, 1);
 }
+
+#[test]
+fn a_bundle_parent_carries_its_children_through_quantity_changes_and_its_end() {
+    let mut h = TestHarness::new();
+    h.given(single_workspace(0));
+    h.run(create(new_subscription("b1", "main", SUITE, 5, eur())));
+    let mut addon = new_subscription("ai", "main", SUITE_AI, 2, eur());
+    addon.parent = Some(sub("b1"));
+    h.run(create(addon));
+
+    // The included children follow the parent's quantity; the add-on keeps its own.
+    let events = h
+        .when(WorkspaceCommand::ChangeQuantity {
+            subscription: sub("b1"),
+            quantity: 8,
+            order: order(),
+            channel: SubscriptionChannel::Portal,
+        })
+        .accepted();
+    let changed: Vec<(String, u32, u32)> = events
+        .iter()
+        .map(|e| match e {
+            Event::QuantityChanged { subscription, from, to, .. } => (subscription.to_string(), *from, *to),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [("b1".to_owned(), 5, 8), ("b1.suite-core".to_owned(), 5, 8), ("b1.suite-reports".to_owned(), 5, 8)]
+    );
+    h.given(events);
+    assert_eq!(h.ws().subscriptions[&sub("ai")].quantity, 2);
+
+    // Ending the parent ends everything that hangs off it, add-ons included.
+    let events = h.when(WorkspaceCommand::EndSubscription { subscription: sub("b1"), ended_on: today() }).accepted();
+    let ended: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            Event::SubscriptionEnded { subscription, .. } => subscription.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(ended, ["b1", "ai", "b1.suite-core", "b1.suite-reports"]);
+}
