@@ -106,6 +106,13 @@ enum Cmd {
     Rebuild,
 }
 
+/// Print a line to stdout, failing (instead of panicking) when stdout is gone.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout(), $($arg)*)?
+    };
+}
+
 fn progress_bar(label: &str) -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -151,6 +158,14 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
+        // A reader that stopped reading (`| head`) is not an error.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -164,7 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Cmd::Demo => demo(&ctx, &cli.store).await,
         Cmd::Init => {
-            println!("store ready at {} ({} events)", cli.store, ctx.store.head_position().await?);
+            say!("store ready at {} ({} events)", cli.store, ctx.store.head_position().await?);
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Apply { file, continue_on_error, at } => apply(&ctx, &file, continue_on_error, at).await,
@@ -199,8 +214,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&serde_json::json!({ "on": on, "pools": rows }))?;
             } else {
-                println!("licence state on {on}");
-                println!("{}", render::pools(&rows));
+                say!("licence state on {on}");
+                say!("{}", render::pools(&rows));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -211,7 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&entries)?;
             } else {
-                println!("{}", render::change_log(entries));
+                say!("{}", render::change_log(entries));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -244,9 +259,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&page)?;
             } else {
-                println!("{}", render::audit(&page.entries));
+                say!("{}", render::audit(&page.entries));
                 if let Some(next) = page.next_after {
-                    println!("more: --after {next}");
+                    say!("more: --after {next}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -256,7 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&report)?;
             } else {
-                println!("{}", render::verify(&report));
+                say!("{}", render::verify(&report));
             }
             Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(2) })
         }
@@ -275,7 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 print_json(&serde_json::json!({ "position": report.position, "events": report.events_read }))?;
             } else {
-                println!("rebuilt licence state, change log and audit log from {} events", report.events_read);
+                say!("rebuilt licence state, change log and audit log from {} events", report.events_read);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -335,7 +350,7 @@ async fn apply(ctx: &Ctx, file: &Path, continue_on_error: bool, at: Option<DateT
                     "events": r.events_appended, "refused": refused.len(),
                 }))?;
             } else {
-                println!(
+                say!(
                     "{}: {} command(s) applied ({} events), {} already applied, {} unchanged, {} refused",
                     file.display(),
                     r.applied,
@@ -380,7 +395,7 @@ async fn import(ctx: &Ctx, path: &Path, continue_on_error: bool) -> anyhow::Resu
             "imported": outcome.imported, "skipped": outcome.skipped, "refused": rejected.len(),
         }))?;
     } else {
-        println!(
+        say!(
             "{}: {} events imported, {} already present, {} line(s) refused",
             path.display(),
             outcome.imported,
@@ -393,44 +408,64 @@ async fn import(ctx: &Ctx, path: &Path, continue_on_error: bool) -> anyhow::Resu
 
 async fn demo(ctx: &Ctx, url: &StoreUrl) -> anyhow::Result<ExitCode> {
     let handler = ctx.handler();
-    println!("seatledger demo on {url}\n");
+    say!("seatledger demo on {url}\n");
+    let catalog = run_lines(
+        &handler,
+        seatledger::scenario::CATALOG,
+        seatledger::scenario::SEED_SCENARIOS[0].default_at(),
+        "demo",
+    )
+    .await?;
+    if let Some((line, LineOutcome::Refused { error })) =
+        catalog.iter().find(|(_, o)| matches!(o, LineOutcome::Refused { .. }))
+    {
+        bail!("the demo catalog was refused at line {line}: {error}");
+    }
+    let fresh = catalog.iter().filter(|(_, o)| !matches!(o, LineOutcome::AlreadyApplied)).count();
+    say!("catalog: {} products, prices and bundles ({fresh} new)\n", catalog.len());
     for scenario in seatledger::scenario::SEED_SCENARIOS {
+        // A scenario is applied once. Running its lines again would decide
+        // the lines refused the first time against the state the later lines
+        // left, and could accept them: the demo must never do that.
+        if seatledger::scenario::already_applied(ctx.store.as_ref(), scenario.commands).await? {
+            say!("seed {} — {}", scenario.seed, scenario.title);
+            say!("  already in the ledger; nothing new\n");
+            continue;
+        }
         let mut applied = 0;
         let mut again = 0;
         let mut refusals = vec![];
-        for text in [seatledger::scenario::CATALOG, scenario.commands] {
-            for (line, outcome) in run_lines(&handler, text, scenario.default_at(), "demo").await? {
-                match outcome {
-                    LineOutcome::Applied { .. } | LineOutcome::Unchanged => applied += 1,
-                    LineOutcome::AlreadyApplied => again += 1,
-                    LineOutcome::Refused { error } => refusals.push((line, error)),
-                }
+        for (line, outcome) in run_lines(&handler, scenario.commands, scenario.default_at(), "demo").await? {
+            match outcome {
+                LineOutcome::Applied { .. } | LineOutcome::Unchanged => applied += 1,
+                LineOutcome::AlreadyApplied => again += 1,
+                LineOutcome::Refused { error } => refusals.push((line, error)),
             }
         }
-        println!("seed {} — {}", scenario.seed, scenario.title);
-        println!(
+        say!("seed {} — {}", scenario.seed, scenario.title);
+        say!(
             "  {applied} commands applied, {again} already in the ledger, {} refused as the rules demand:",
             refusals.len()
         );
         for (line, error) in &refusals {
-            println!("    line {line}: {error}");
+            say!("    line {line}: {error}");
         }
-        println!();
+        say!();
     }
     let mut state = LicenceState::default();
     let mut changes = ChangeLog::default();
     let mut audit = AuditLog::default();
     ctx.project(&mut [&mut state, &mut changes, &mut audit]).await?;
     let on = seatledger::scenario::DEMO_DAY;
-    println!("licence state on {on}");
-    println!("{}\n", render::pools(&state.pools_on(on)));
-    println!("licence change log");
-    println!("{}\n", render::change_log(&changes.entries));
+    say!("licence state on {on}");
+    say!("{}\n", render::pools(&state.pools_on(on)));
+    say!("licence change log");
+    say!("{}\n", render::change_log(&changes.entries));
     let tail: Vec<_> = audit.entries.iter().rev().take(12).rev().collect();
-    println!("audit log, last {} of {} entries", tail.len(), audit.entries.len());
-    println!("{}\n", render::audit(tail));
+    say!("audit log, last {} of {} entries", tail.len(), audit.entries.len());
+    say!("{}\n", render::audit(tail));
     let report = ctx.store.verify().await?;
-    println!("{}", render::verify(&report));
+    say!("{}", render::verify(&report));
     if !report.is_intact() {
         bail!("the hash chain is broken");
     }

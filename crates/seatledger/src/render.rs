@@ -30,15 +30,17 @@ pub fn pools(rows: &[PoolRow]) -> String {
             (Some(th), false) => format!("at ≤ {th}"),
             (None, _) => "-".to_owned(),
         };
-        let total = if r.seat_limited { r.total.to_string() } else { format!("{} (uncapped)", r.total) };
+        // Only modules sold per licence cap assignments; elsewhere the
+        // assigned count is shown, but nothing is "available".
+        let available = if r.seat_limited { r.available.to_string() } else { "not capped".to_owned() };
         t.add_row(vec![
             Cell::new(&r.workspace),
             Cell::new(r.organization.as_deref().unwrap_or("(workspace)")),
             Cell::new(&r.sku),
             Cell::new(&r.product),
-            right(total),
+            right(r.total),
             right(r.assigned),
-            right(r.available),
+            right(available),
             Cell::new(alert),
         ]);
     }

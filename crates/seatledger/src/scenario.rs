@@ -18,6 +18,18 @@ pub fn derive_command_id(line: &str) -> uuid::Uuid {
     uuid::Builder::from_custom_bytes(bytes).into_uuid()
 }
 
+/// Whether the first command of a command file is in the store already.
+pub async fn already_applied(store: &dyn seatledger_store::EventStore, text: &str) -> anyhow::Result<bool> {
+    let Some(first) = text.lines().find(|l| !l.trim().is_empty() && !l.trim_start().starts_with("//")) else {
+        return Ok(false);
+    };
+    let id = match parse_command(first) {
+        Ok(envelope) => envelope.command_id.unwrap_or_else(|| derive_command_id(first)),
+        Err(_) => return Ok(false),
+    };
+    Ok(store.command_outcome(id).await?.is_some())
+}
+
 /// Turn a parsed line into a command and its metadata.
 pub fn to_command(
     envelope: CommandEnvelope,

@@ -281,3 +281,18 @@ fn rebuild_reports_the_events_folded() {
 
 #[allow(dead_code)]
 fn unused(_: &Path) {}
+
+#[test]
+fn the_demo_runs_on_the_named_store_and_a_second_run_changes_nothing() {
+    let l = Ledger::new();
+    let first = l.ok(&["demo"]);
+    assert!(first.contains("hash chain intact"), "{first}");
+    assert!(first.contains("refused as the rules demand"), "{first}");
+    let head = l.head();
+    assert!(head > 100, "the demo wrote only {head} events");
+    // The other commands see what the demo wrote.
+    assert!(l.ok(&["state", "--at", "2024-03-31"]).contains("HYBRID-SEAT"));
+    let second = l.ok(&["demo"]);
+    assert_eq!(second.matches("already in the ledger; nothing new").count(), 5, "{second}");
+    assert_eq!(l.head(), head, "a second demo run appended events");
+}
