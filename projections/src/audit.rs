@@ -160,6 +160,20 @@ pub fn describe(event: &Event) -> String {
             children.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
             add_ons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         ),
+        Event::PricesIndexed { percent, effective_on } => {
+            format!("prices not exempt from indexation rise by {percent} from {effective_on}")
+        }
+        Event::InvoiceIssued { invoice } => format!(
+            "invoice {} issued to {} for {}: {} lines, total {}",
+            invoice.number,
+            invoice.account,
+            invoice.period,
+            invoice.lines.len(),
+            invoice.total
+        ),
+        Event::CreditNoteIssued { note } | Event::DebitNoteIssued { note } => {
+            format!("{} note {} corrects invoice {}: {}", note.kind, note.number, note.original, note.total)
+        }
         Event::WorkspaceCreated { workspace, name, billing_mode, created_on, legacy_plan } => format!(
             "workspace {workspace} \"{name}\" created on {created_on} in {billing_mode} mode{}",
             legacy_plan.map(|p| format!(", legacy plan {p}")).unwrap_or_default()

@@ -104,6 +104,7 @@ struct Cached<S> {
 struct Cache {
     catalog: Option<Cached<Catalog>>,
     workspaces: HashMap<WorkspaceId, Cached<Option<Workspace>>>,
+    invoices: HashMap<WorkspaceId, Cached<InvoiceBook>>,
 }
 
 /// Decides and appends commands against one store.
@@ -172,10 +173,28 @@ impl Cache {
         Ok(())
     }
 
+    async fn refresh_invoices(&mut self, store: &dyn EventStore, id: &WorkspaceId) -> Result<(), AppError> {
+        let cached = self.invoices.entry(id.clone()).or_insert(Cached { version: None, state: InvoiceBook::default() });
+        let from = cached.version.map_or(0, |v| v + 1);
+        let stored = read_rest(store, &StreamId::Invoices(id.clone()).name(), from).await?;
+        for event in decode_all(&stored)? {
+            cached.state.apply(&event);
+        }
+        if let Some(last) = stored.last() {
+            cached.version = Some(last.stream_version);
+        }
+        Ok(())
+    }
+
     async fn refresh_for(&mut self, store: &dyn EventStore, stream: &StreamId) -> Result<(), AppError> {
         self.refresh_catalog(store).await?;
-        if let StreamId::Workspace(id) = stream {
-            self.refresh_workspace(store, id).await?;
+        match stream {
+            StreamId::Catalog => {}
+            StreamId::Workspace(id) => self.refresh_workspace(store, id).await?,
+            StreamId::Invoices(id) => {
+                self.refresh_workspace(store, id).await?;
+                self.refresh_invoices(store, id).await?;
+            }
         }
         Ok(())
     }
@@ -184,17 +203,21 @@ impl Cache {
         match stream {
             StreamId::Catalog => self.catalog.as_ref().and_then(|c| c.version),
             StreamId::Workspace(id) => self.workspaces.get(id).and_then(|c| c.version),
+            StreamId::Invoices(id) => self.invoices.get(id).and_then(|c| c.version),
         }
     }
 
     fn decide(&self, command: &Command) -> Result<Vec<Event>, DomainError> {
         let empty = Catalog::default();
         let catalog = self.catalog.as_ref().map_or(&empty, |c| &c.state);
-        let workspace = match command.stream() {
-            StreamId::Workspace(id) => self.workspaces.get(&id).and_then(|c| c.state.as_ref()),
-            StreamId::Catalog => None,
+        let (workspace, invoices) = match command.stream() {
+            StreamId::Workspace(id) => (self.workspaces.get(&id).and_then(|c| c.state.as_ref()), None),
+            StreamId::Invoices(id) => {
+                (self.workspaces.get(&id).and_then(|c| c.state.as_ref()), self.invoices.get(&id).map(|c| &c.state))
+            }
+            StreamId::Catalog => (None, None),
         };
-        decide(&View { catalog, workspace }, command)
+        decide(&View { catalog, workspace, invoices }, command)
     }
 
     /// Fold events this process just appended at `expected`, if the cache is
@@ -216,6 +239,12 @@ impl Cache {
                     for e in events {
                         c.state = Workspace::evolve(c.state.take(), e);
                     }
+                    c.version = Some(last_version);
+                }
+            }
+            StreamId::Invoices(id) => {
+                if let Some(c) = self.invoices.get_mut(id) {
+                    events.iter().for_each(|e| c.state.apply(e));
                     c.version = Some(last_version);
                 }
             }
@@ -337,6 +366,11 @@ impl CommandHandler {
                     .filter_map(|s| s.workspace())
                     .filter_map(|id| cache.workspaces.get(id).map(|c| (id.clone(), c.clone())))
                     .collect(),
+                invoices: streams
+                    .iter()
+                    .filter_map(|s| s.workspace())
+                    .filter_map(|id| cache.invoices.get(id).map(|c| (id.clone(), c.clone())))
+                    .collect(),
             };
             drop(cache);
             let mut attempt_report = PlanReport { rejected: duplicates.clone(), ..PlanReport::default() };
@@ -386,6 +420,13 @@ impl CommandHandler {
             }
         }
         Err(AppError::TooManyConflicts { stream: "command file".to_owned(), attempts: MAX_ATTEMPTS })
+    }
+
+    /// The invoices recorded for a workspace.
+    pub async fn invoice_book(&self, workspace: &WorkspaceId) -> Result<InvoiceBook, AppError> {
+        let mut cache = self.cache.lock().await;
+        cache.refresh_invoices(self.store.as_ref(), workspace).await?;
+        Ok(cache.invoices.get(workspace).map(|c| c.state.clone()).unwrap_or_default())
     }
 
     /// The catalog and a workspace as the store has them now.

@@ -123,6 +123,8 @@ fn setup() -> Vec<CommandBody> {
             exempt_from_indexation: false,
             description: None,
             provider: None,
+            guest_selling_per_unit: None,
+            counting_policy: None,
         }))),
         body(WorkspaceCommand::ConfigureLicences {
             sku: Sku::new("SEAT").unwrap(),

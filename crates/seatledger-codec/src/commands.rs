@@ -86,6 +86,8 @@ wire_struct!(NewSubscription as NewSubscriptionRepr {
     #[serde(default)] exempt_from_indexation: bool,
     #[serde(default)] description: Option<String>,
     #[serde(default)] provider: Option<ProviderDetails>,
+    #[serde(default)] guest_selling_per_unit: Option<rust_decimal::Decimal>,
+    #[serde(default)] counting_policy: Option<CountingPolicy>,
 });
 
 fn no_discount() -> crate::wire::DecimalText {
@@ -140,9 +142,11 @@ macro_rules! command_schemas {
             }
         }
 
-        fn encode_body(body: &CommandBody) -> (&'static str, Option<&WorkspaceId>, serde_json::Value) {
+        fn encode_body(body: &CommandBody) -> Option<(&'static str, Option<&WorkspaceId>, serde_json::Value)> {
             let to_value = |v: Result<serde_json::Value, serde_json::Error>| v.expect("a wire struct always serializes");
-            match body {
+            Some(match body {
+                // Invoices are computed by the ledger, never typed into a file.
+                CommandBody::Invoices { .. } => return None,
                 $(CommandBody::Catalog(CatalogCommand::$cvariant { $($cfield),* }) => {
                     ($cname, None, to_value(serde_json::to_value($crepr { $($cfield: Wire::to_wire($cfield)),* })))
                 })*
@@ -152,7 +156,7 @@ macro_rules! command_schemas {
                 $(CommandBody::Workspace { workspace, command: WorkspaceCommand::$wvariant { $($wfield),* } } => {
                     ($wname, Some(workspace), to_value(serde_json::to_value($wrepr { $($wfield: Wire::to_wire($wfield)),* })))
                 })*
-            }
+            })
         }
     };
 }
@@ -169,6 +173,7 @@ command_schemas! {
         "define_bundle" => DefineBundle as DefineBundleC {
             parent: Sku, #[serde(default)] children: Vec<Sku>, #[serde(default)] add_ons: Vec<Sku>,
         }
+        "index_prices" => IndexPrices as IndexPricesC { percent: Percent, effective_on: NaiveDate }
     }
     workspace {
         "create_workspace" => CreateWorkspace as CreateWorkspaceC {
@@ -329,9 +334,10 @@ pub fn parse_command(line: &str) -> Result<CommandEnvelope, CommandParseError> {
     Ok(CommandEnvelope { at, body, actor, channel, command_id, correlation_id, causation_id })
 }
 
-/// Write a command as one line of a command file (the inverse of [`parse_command`]).
-pub fn encode_command(envelope: &CommandEnvelope) -> String {
-    let (name, workspace, fields) = encode_body(&envelope.body);
+/// Write a command as one line of a command file (the inverse of
+/// [`parse_command`]); `None` for invoice commands, which have no file form.
+pub fn encode_command(envelope: &CommandEnvelope) -> Option<String> {
+    let (name, workspace, fields) = encode_body(&envelope.body)?;
     let mut map = serde_json::Map::new();
     map.insert("command".into(), name.into());
     if let Some(w) = workspace {
@@ -357,5 +363,5 @@ pub fn encode_command(envelope: &CommandEnvelope) -> String {
     if let serde_json::Value::Object(fields) = fields {
         map.extend(fields);
     }
-    serde_json::Value::Object(map).to_string()
+    Some(serde_json::Value::Object(map).to_string())
 }

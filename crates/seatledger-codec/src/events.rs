@@ -5,6 +5,8 @@
 
 use crate::wire::{FieldError, Wire};
 use chrono::{DateTime, NaiveDate, Utc};
+#[allow(unused_imports)]
+use seatledger_domain::invoice::*;
 use seatledger_domain::*;
 use serde::{Deserialize, Serialize};
 
@@ -84,6 +86,7 @@ event_schemas! {
     }
     PriceSet = "PriceSet" v 1 as PriceSetV1 { sku: Sku, price: PriceItem }
     BundleDefined = "BundleDefined" v 1 as BundleDefinedV1 { parent: Sku, children: Vec<Sku>, add_ons: Vec<Sku> }
+    PricesIndexed = "PricesIndexed" v 1 as PricesIndexedV1 { percent: Percent, effective_on: NaiveDate }
     WorkspaceCreated = "WorkspaceCreated" v 1 as WorkspaceCreatedV1 {
         workspace: WorkspaceId, name: String, billing_mode: BillingMode, created_on: NaiveDate,
         legacy_plan: Option<LegacyPlan>,
@@ -144,6 +147,9 @@ event_schemas! {
     }
     MembershipEnded = "MembershipEnded" v 1 as MembershipEndedV1 { membership: MembershipId, ends_on: NaiveDate }
     PunchPassUsed = "PunchPassUsed" v 1 as PunchPassUsedV1 { use_id: PunchUseId, user: UserId, used_on: NaiveDate }
+    InvoiceIssued = "InvoiceIssued" v 1 as InvoiceIssuedV1 { invoice: Box<InvoiceDocument> }
+    CreditNoteIssued = "CreditNoteIssued" v 1 as CreditNoteIssuedV1 { note: Box<NoteDocument> }
+    DebitNoteIssued = "DebitNoteIssued" v 1 as DebitNoteIssuedV1 { note: Box<NoteDocument> }
 }
 
 /// The current schema version of an event type.

@@ -339,6 +339,188 @@ wire_struct!(SubscriptionTerms as SubscriptionTermsRepr {
     sales_unit: String,
     description: Option<String>,
     provider: Option<ProviderDetails>,
+    guest_selling_per_unit: Option<Money>,
+    counting_policy: Option<CountingPolicy>,
+});
+
+impl Wire for Month {
+    type Repr = String;
+    fn to_wire(&self) -> Self::Repr {
+        self.to_string()
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        Month::parse(&repr).map_err(FieldError::from)
+    }
+}
+
+/// An amount that may be negative (note lines, differences), with its currency.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedMoneyRepr {
+    pub amount: DecimalText,
+    pub currency: String,
+}
+
+/// Money inside invoices and notes: may be negative, must be in range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedMoney(pub Money);
+
+impl Wire for SignedMoney {
+    type Repr = SignedMoneyRepr;
+    fn to_wire(&self) -> Self::Repr {
+        SignedMoneyRepr { amount: DecimalText(self.0.amount), currency: self.0.currency.code().to_owned() }
+    }
+    fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
+        let currency = Currency::from_code(&repr.currency).map_err(|e| FieldError::from(e).at("currency"))?;
+        Money::price(repr.amount.0.abs(), currency, "amount").map_err(|e| FieldError::from(e).at("amount"))?;
+        Ok(SignedMoney(Money::new(repr.amount.0, currency)))
+    }
+}
+
+enum_wire!(NoteKind);
+
+wire_struct!(LineInput as LineInputRepr { name: String, value: String });
+
+/// Invoice lines carry signed money (a note line may be negative).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvoiceLineRepr {
+    pub key: String,
+    pub description: String,
+    pub sku: Option<String>,
+    pub subscription: Option<String>,
+    pub rule: String,
+    pub formula: String,
+    pub quantity: DecimalText,
+    pub unit_price: MoneyRepr,
+    pub discount: DecimalText,
+    pub amount: SignedMoneyRepr,
+    pub taxable: bool,
+    pub inputs: Vec<LineInputRepr>,
+    pub events: Vec<uuid::Uuid>,
+}
+
+impl Wire for InvoiceLine {
+    type Repr = InvoiceLineRepr;
+    fn to_wire(&self) -> Self::Repr {
+        InvoiceLineRepr {
+            key: self.key.clone(),
+            description: self.description.clone(),
+            sku: self.sku.to_wire(),
+            subscription: self.subscription.to_wire(),
+            rule: self.rule.clone(),
+            formula: self.formula.clone(),
+            quantity: DecimalText(self.quantity),
+            unit_price: self.unit_price.to_wire(),
+            discount: self.discount.to_wire(),
+            amount: SignedMoney(self.amount).to_wire(),
+            taxable: self.taxable,
+            inputs: self.inputs.to_wire(),
+            events: self.events.clone(),
+        }
+    }
+    fn from_wire(r: Self::Repr) -> Result<Self, FieldError> {
+        Ok(InvoiceLine {
+            key: r.key,
+            description: r.description,
+            sku: Option::<Sku>::from_wire(r.sku).map_err(|e| e.at("sku"))?,
+            subscription: Option::<SubscriptionId>::from_wire(r.subscription).map_err(|e| e.at("subscription"))?,
+            rule: r.rule,
+            formula: r.formula,
+            quantity: r.quantity.0,
+            unit_price: Money::from_wire(r.unit_price).map_err(|e| e.at("unit_price"))?,
+            discount: Percent::from_wire(r.discount).map_err(|e| e.at("discount"))?,
+            amount: SignedMoney::from_wire(r.amount).map_err(|e| e.at("amount"))?.0,
+            taxable: r.taxable,
+            inputs: Vec::<LineInput>::from_wire(r.inputs).map_err(|e| e.at("inputs"))?,
+            events: r.events,
+        })
+    }
+}
+
+/// Tax lines likewise carry signed money (a note may lower tax).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaxLineRepr {
+    pub rate: DecimalText,
+    pub taxable_subtotal: SignedMoneyRepr,
+    pub tax: SignedMoneyRepr,
+}
+
+impl Wire for TaxLine {
+    type Repr = TaxLineRepr;
+    fn to_wire(&self) -> Self::Repr {
+        TaxLineRepr {
+            rate: self.rate.to_wire(),
+            taxable_subtotal: SignedMoney(self.taxable_subtotal).to_wire(),
+            tax: SignedMoney(self.tax).to_wire(),
+        }
+    }
+    fn from_wire(r: Self::Repr) -> Result<Self, FieldError> {
+        Ok(TaxLine {
+            rate: Percent::from_wire(r.rate).map_err(|e| e.at("rate"))?,
+            taxable_subtotal: SignedMoney::from_wire(r.taxable_subtotal).map_err(|e| e.at("taxable_subtotal"))?.0,
+            tax: SignedMoney::from_wire(r.tax).map_err(|e| e.at("tax"))?.0,
+        })
+    }
+}
+
+/// Invoice and note totals may be negative in notes: a wrapper keeps the
+/// document structs declarative.
+macro_rules! document_wire {
+    ($domain:ty as $repr:ident { $($field:ident : $ty:ty => $how:ident),* $(,)? }) => {
+        #[derive(Debug, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $repr { $(pub $field: document_wire!(@repr $ty, $how)),* }
+
+        impl Wire for $domain {
+            type Repr = $repr;
+            fn to_wire(&self) -> Self::Repr {
+                $repr { $($field: document_wire!(@to self.$field, $ty, $how)),* }
+            }
+            fn from_wire(r: Self::Repr) -> Result<Self, FieldError> {
+                Ok(Self { $($field: document_wire!(@from r.$field, $ty, $how, stringify!($field))),* })
+            }
+        }
+    };
+    (@repr $ty:ty, plain) => { <$ty as Wire>::Repr };
+    (@repr $ty:ty, signed) => { SignedMoneyRepr };
+    (@to $v:expr, $ty:ty, plain) => { Wire::to_wire(&$v) };
+    (@to $v:expr, $ty:ty, signed) => { SignedMoney($v).to_wire() };
+    (@from $v:expr, $ty:ty, plain, $name:expr) => { <$ty as Wire>::from_wire($v).map_err(|e| e.at($name))? };
+    (@from $v:expr, $ty:ty, signed, $name:expr) => { SignedMoney::from_wire($v).map_err(|e| e.at($name))?.0 };
+}
+
+document_wire!(InvoiceDocument as InvoiceDocumentRepr {
+    number: String => plain,
+    workspace: WorkspaceId => plain,
+    account: AccountId => plain,
+    account_name: String => plain,
+    period: Month => plain,
+    currency: Currency => plain,
+    billing_info: BillingInfo => plain,
+    lines: Vec<InvoiceLine> => plain,
+    subtotal: Money => signed,
+    taxes: Vec<TaxLine> => plain,
+    total: Money => signed,
+    computed_at_position: u64 => plain,
+    inputs_digest: String => plain,
+});
+
+document_wire!(NoteDocument as NoteDocumentRepr {
+    number: String => plain,
+    kind: NoteKind => plain,
+    original: String => plain,
+    workspace: WorkspaceId => plain,
+    account: AccountId => plain,
+    period: Month => plain,
+    currency: Currency => plain,
+    lines: Vec<InvoiceLine> => plain,
+    subtotal: Money => signed,
+    taxes: Vec<TaxLine> => plain,
+    total: Money => signed,
+    computed_at_position: u64 => plain,
+    inputs_digest: String => plain,
 });
 
 fn regular() -> String {

@@ -27,6 +27,24 @@ fn profile() -> UserProfile {
 }
 
 /// One of every event, with every optional field set somewhere.
+fn invoice_line(amount: &str) -> InvoiceLine {
+    InvoiceLine {
+        key: "per_licence/s1".into(),
+        description: "Hybrid seats".into(),
+        sku: Some(Sku::new("HYBRID").unwrap()),
+        subscription: Some(SubscriptionId::new("s1").unwrap()),
+        rule: "per_licence.daily_prorated".into(),
+        formula: "31.00 × 41 quantity-days ÷ 31 days".into(),
+        quantity: Decimal::from_str("1.3225806451612903225806451613").unwrap(),
+        unit_price: eur("31.00"),
+        discount: Percent::ZERO,
+        amount: eur(amount),
+        taxable: true,
+        inputs: vec![LineInput { name: "quantity_days".into(), value: "41".into() }],
+        events: vec![uuid::Uuid::from_u128(42)],
+    }
+}
+
 fn every_event() -> Vec<Event> {
     let sku = Sku::new("HYBRID").unwrap();
     let pool = PoolKey { scope: PoolScope::Organization(OrgId::new("us").unwrap()), sku: sku.clone() };
@@ -67,6 +85,8 @@ fn every_event() -> Vec<Event> {
             commitment_end_date: Some(date(2025, 2, 28)),
             ..Default::default()
         }),
+        guest_selling_per_unit: Some(eur("7.75")),
+        counting_policy: Some(CountingPolicy::Peak),
     };
     vec![
         Event::ProductDefined {
@@ -198,7 +218,52 @@ fn every_event() -> Vec<Event> {
             user: UserId::new("u1").unwrap(),
             used_on: date(2024, 3, 7),
         },
+        Event::PricesIndexed {
+            percent: Percent::new(Decimal::from_str("3.5").unwrap(), "p").unwrap(),
+            effective_on: date(2025, 1, 1),
+        },
+        Event::InvoiceIssued {
+            invoice: Box::new(InvoiceDocument {
+                number: "acme-acc-2024-03".into(),
+                workspace: WorkspaceId::new("acme").unwrap(),
+                account: AccountId::new("acc").unwrap(),
+                account_name: "Acme".into(),
+                period: Month::new(2024, 3).unwrap(),
+                currency: Currency::from_code("EUR").unwrap(),
+                billing_info: BillingInfo::default(),
+                lines: vec![invoice_line("41.00")],
+                subtotal: eur("41.00"),
+                taxes: vec![TaxLine {
+                    rate: Percent::new(Decimal::from(20), "tax").unwrap(),
+                    taxable_subtotal: eur("41.00"),
+                    tax: eur("8.20"),
+                }],
+                total: eur("49.20"),
+                computed_at_position: 99,
+                inputs_digest: "ab".repeat(32),
+            }),
+        },
+        Event::CreditNoteIssued { note: Box::new(note(NoteKind::Credit, "-1.00")) },
+        Event::DebitNoteIssued { note: Box::new(note(NoteKind::Debit, "2.00")) },
     ]
+}
+
+fn note(kind: NoteKind, amount: &str) -> NoteDocument {
+    NoteDocument {
+        number: "acme-acc-2024-03-N1".into(),
+        kind,
+        original: "acme-acc-2024-03".into(),
+        workspace: WorkspaceId::new("acme").unwrap(),
+        account: AccountId::new("acc").unwrap(),
+        period: Month::new(2024, 3).unwrap(),
+        currency: Currency::from_code("EUR").unwrap(),
+        lines: vec![invoice_line(amount)],
+        subtotal: eur(amount),
+        taxes: vec![],
+        total: eur(amount),
+        computed_at_position: 120,
+        inputs_digest: "cd".repeat(32),
+    }
 }
 
 #[test]
@@ -277,7 +342,7 @@ fn commands_round_trip_through_the_file_format() {
     assert_eq!(new.selling_per_unit, Some(Decimal::from_str("29.95").unwrap()));
     assert_eq!(new.discount.value(), Decimal::from(10));
     assert_eq!(new.order.order_reference.as_deref(), Some("SO-1"));
-    let again = parse_command(&encode_command(&parsed)).unwrap();
+    let again = parse_command(&encode_command(&parsed).unwrap()).unwrap();
     assert_eq!(again, parsed);
 }
 

@@ -21,6 +21,7 @@ pub struct Command {
 pub enum CommandBody {
     Catalog(CatalogCommand),
     Workspace { workspace: WorkspaceId, command: WorkspaceCommand },
+    Invoices { workspace: WorkspaceId, command: crate::invoice::InvoiceCommand },
 }
 
 /// Commands on the product catalog of the hosting instance.
@@ -43,6 +44,10 @@ pub enum CatalogCommand {
         parent: Sku,
         children: Vec<Sku>,
         add_ons: Vec<Sku>,
+    },
+    IndexPrices {
+        percent: Percent,
+        effective_on: NaiveDate,
     },
 }
 
@@ -74,6 +79,10 @@ pub struct NewSubscription {
     pub exempt_from_indexation: bool,
     pub description: Option<String>,
     pub provider: Option<ProviderDetails>,
+    /// Taken from the catalog's price item when absent.
+    pub guest_selling_per_unit: Option<Decimal>,
+    /// Taken from the catalog's price item when absent.
+    pub counting_policy: Option<CountingPolicy>,
 }
 
 /// Commands decided in one workspace's stream.

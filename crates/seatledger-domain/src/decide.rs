@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct View<'a> {
     pub catalog: &'a Catalog,
     pub workspace: Option<&'a Workspace>,
+    /// The workspace's invoices stream, for invoice commands.
+    pub invoices: Option<&'a crate::invoice::InvoiceBook>,
 }
 
 /// Decide a command. The events returned belong to the command's stream.
@@ -25,6 +27,13 @@ pub fn decide(view: &View<'_>, command: &Command) -> Result<Vec<Event>, DomainEr
         CommandBody::Catalog(cmd) => decide_catalog(view.catalog, cmd),
         CommandBody::Workspace { workspace, command: cmd } => {
             decide_workspace(view.catalog, view.workspace, workspace, command.at, cmd)
+        }
+        CommandBody::Invoices { workspace, command: cmd } => {
+            if view.workspace.is_none() {
+                return Err(DomainError::WorkspaceNotFound(workspace.clone()));
+            }
+            let empty = crate::invoice::InvoiceBook::default();
+            crate::invoice::decide_invoices(view.invoices.unwrap_or(&empty), workspace, command.at, cmd)
         }
     }
 }
@@ -110,6 +119,15 @@ pub fn decide_catalog(catalog: &Catalog, cmd: &CatalogCommand) -> Result<Vec<Eve
                 children: children.clone(),
                 add_ons: add_ons.clone(),
             }])
+        }
+        CatalogCommand::IndexPrices { percent, effective_on } => {
+            if percent.value().is_zero() {
+                return Err(InvalidValue::new("indexation", "of 0% changes nothing").into());
+            }
+            if catalog.indexations.iter().any(|(d, _)| d == effective_on) {
+                return Err(InvalidValue::new("indexation", format!("on {effective_on} was already applied")).into());
+            }
+            Ok(vec![Event::PricesIndexed { percent: *percent, effective_on: *effective_on }])
         }
     }
 }
@@ -1030,6 +1048,13 @@ fn decide_create_subscription(
         })
     };
     let billable = bundle_role != BundleRole::Child && new.billable.unwrap_or(true);
+    let catalog_item = catalog.product(&new.sku).and_then(|p| p.prices.get(&(new.price_list.clone(), new.currency)));
+    let guest_selling = match (bundle_role, new.guest_selling_per_unit) {
+        (BundleRole::Child, _) => None,
+        (_, Some(g)) => Some(Money::price(g, new.currency, "guest selling price per unit")?),
+        (_, None) => catalog_item.and_then(|i| i.guest_selling_per_unit),
+    };
+    let counting_policy = new.counting_policy.or_else(|| catalog_item.and_then(|i| i.counting_policy));
     let (selling, cost) = match (bundle_role, new.selling_per_unit, new.cost_per_unit) {
         (BundleRole::Child, _, _) => (Money::zero(new.currency), Money::zero(new.currency)),
         (_, Some(s), Some(c)) => (
@@ -1076,6 +1101,8 @@ fn decide_create_subscription(
         sales_unit: product.sales_unit.clone(),
         description: new.description.clone(),
         provider: new.provider.clone(),
+        guest_selling_per_unit: guest_selling,
+        counting_policy,
     };
     let mut events = vec![];
     let mut all_terms = vec![terms];

@@ -146,6 +146,18 @@ pub enum DomainError {
     #[error("recipient `{0}` already exists")]
     RecipientExists(RecipientId),
 
+    // Invoices.
+    #[error(
+        "the invoice of account `{account}` for {period} was already issued as `{number}`; correct it with a note"
+    )]
+    InvoiceAlreadyIssued { account: AccountId, period: crate::calendar::Month, number: String },
+    #[error("{period} has not ended yet; its invoice can be issued from the 1st of the next month")]
+    PeriodNotEnded { period: crate::calendar::Month },
+    #[error("invoice `{0}` was never issued")]
+    InvoiceNotIssued(String),
+    #[error("invoice `{0}` needs no correction: recomputing it gives the same amounts")]
+    NothingToCorrect(String),
+
     // Activity.
     #[error("{kind} `{id}` was already recorded")]
     ActivityExists { kind: &'static str, id: String },

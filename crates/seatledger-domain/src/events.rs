@@ -28,6 +28,12 @@ pub enum Event {
         children: Vec<Sku>,
         add_ons: Vec<Sku>,
     },
+    /// Prices of subscriptions not exempt from indexation rise by `percent`
+    /// for every day on or after `effective_on`.
+    PricesIndexed {
+        percent: Percent,
+        effective_on: NaiveDate,
+    },
 
     // A workspace stream: the workspace itself.
     WorkspaceCreated {
@@ -191,6 +197,17 @@ pub enum Event {
         user: UserId,
         used_on: NaiveDate,
     },
+
+    // A workspace's invoices stream.
+    InvoiceIssued {
+        invoice: Box<crate::invoice::InvoiceDocument>,
+    },
+    CreditNoteIssued {
+        note: Box<crate::invoice::NoteDocument>,
+    },
+    DebitNoteIssued {
+        note: Box<crate::invoice::NoteDocument>,
+    },
 }
 
 /// A user's descriptive fields.
@@ -242,6 +259,11 @@ impl Event {
             Event::ProductDefined { sku, .. } | Event::PriceSet { sku, .. } => vec![E::Sku(sku.clone())],
             Event::BundleDefined { parent, children, add_ons } => {
                 std::iter::once(parent).chain(children).chain(add_ons).map(|s| E::Sku(s.clone())).collect()
+            }
+            Event::PricesIndexed { .. } => vec![],
+            Event::InvoiceIssued { invoice } => vec![E::Account(invoice.account.clone())],
+            Event::CreditNoteIssued { note } | Event::DebitNoteIssued { note } => {
+                vec![E::Account(note.account.clone())]
             }
             Event::WorkspaceCreated { .. }
             | Event::BillingInfoSet { .. }

@@ -15,6 +15,9 @@
 //!   this one stream with an exact expected version, so two concurrent seat
 //!   assignments can never overbook a pool: the second one conflicts, is
 //!   decided again on fresh state, and is refused if no seat is left.
+//! - `invoices-<id>`: the invoices and correction notes issued for one
+//!   workspace's accounts; issuing the same account and month twice conflicts
+//!   here, whatever the workspace stream is doing.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +27,7 @@ pub mod decide;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod invoice;
 pub mod model;
 pub mod money;
 pub mod state;
@@ -34,6 +38,10 @@ pub use decide::{decide, decide_catalog, decide_workspace, View};
 pub use error::{DomainError, InvalidValue};
 pub use events::{EntityRef, Event, UserProfile};
 pub use ids::*;
+pub use invoice::{
+    decide_invoices, InvoiceBook, InvoiceCommand, InvoiceDocument, InvoiceLine, LineInput, NoteDocument, NoteKind,
+    TaxLine,
+};
 pub use model::*;
 pub use money::{Currency, Money, Percent};
 pub use state::{Catalog, Workspace};
@@ -43,17 +51,20 @@ pub use state::{Catalog, Workspace};
 pub enum StreamId {
     Catalog,
     Workspace(WorkspaceId),
+    Invoices(WorkspaceId),
 }
 
 impl StreamId {
     pub const CATALOG: &'static str = "catalog";
     pub const WORKSPACE_PREFIX: &'static str = "workspace-";
+    pub const INVOICES_PREFIX: &'static str = "invoices-";
 
     /// The stream's name in the store: `catalog` or `workspace-<id>`.
     pub fn name(&self) -> String {
         match self {
             StreamId::Catalog => Self::CATALOG.to_owned(),
             StreamId::Workspace(id) => format!("{}{id}", Self::WORKSPACE_PREFIX),
+            StreamId::Invoices(id) => format!("{}{id}", Self::INVOICES_PREFIX),
         }
     }
 
@@ -62,12 +73,15 @@ impl StreamId {
         if name == Self::CATALOG {
             return Some(StreamId::Catalog);
         }
-        name.strip_prefix(Self::WORKSPACE_PREFIX).and_then(|id| WorkspaceId::new(id).ok()).map(StreamId::Workspace)
+        if let Some(id) = name.strip_prefix(Self::WORKSPACE_PREFIX) {
+            return WorkspaceId::new(id).ok().map(StreamId::Workspace);
+        }
+        name.strip_prefix(Self::INVOICES_PREFIX).and_then(|id| WorkspaceId::new(id).ok()).map(StreamId::Invoices)
     }
 
     pub fn workspace(&self) -> Option<&WorkspaceId> {
         match self {
-            StreamId::Workspace(id) => Some(id),
+            StreamId::Workspace(id) | StreamId::Invoices(id) => Some(id),
             StreamId::Catalog => None,
         }
     }
@@ -78,6 +92,7 @@ impl Command {
         match &self.body {
             CommandBody::Catalog(_) => StreamId::Catalog,
             CommandBody::Workspace { workspace, .. } => StreamId::Workspace(workspace.clone()),
+            CommandBody::Invoices { workspace, .. } => StreamId::Invoices(workspace.clone()),
         }
     }
 }

@@ -14,7 +14,7 @@ pub fn modules_start_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2024, 1, 1).expect("2024-01-01 is a date")
 }
 
-macro_rules! named_enum {
+macro_rules! named_enum_impl {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -48,6 +48,8 @@ macro_rules! named_enum {
         }
     };
 }
+
+pub(crate) use named_enum_impl as named_enum;
 
 named_enum!(
     /// How subscriptions feed organizations; chosen at creation, permanent.
@@ -279,6 +281,10 @@ pub struct SubscriptionTerms {
     /// Printed on the invoice PDF.
     pub description: Option<String>,
     pub provider: Option<ProviderDetails>,
+    /// The price of a guest user, for per-user charge models; regular price when absent.
+    pub guest_selling_per_unit: Option<Money>,
+    /// How `per_active_user` counts; `end_of_period` when absent.
+    pub counting_policy: Option<CountingPolicy>,
 }
 
 impl SubscriptionTerms {

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Catalog {
     pub products: BTreeMap<Sku, Product>,
+    /// Price indexations: from this day on, non-exempt prices rise by this much.
+    pub indexations: Vec<(NaiveDate, Percent)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,10 @@ impl Catalog {
                 let product = self.products.get_mut(parent).expect("a bundle is defined only for a known product");
                 product.bundle_children = children.clone();
                 product.bundle_add_ons = add_ons.clone();
+            }
+            Event::PricesIndexed { percent, effective_on } => {
+                self.indexations.push((*effective_on, *percent));
+                self.indexations.sort_by_key(|(d, _)| *d);
             }
             _ => {}
         }
@@ -406,8 +412,12 @@ impl Workspace {
             Event::PunchPassUsed { use_id, .. } => {
                 self.activity_ids.insert(format!("punch/{use_id}"));
             }
-            Event::ProductDefined { .. } | Event::PriceSet { .. } | Event::BundleDefined { .. } => {
-                panic!("catalog event recorded in workspace `{}`", self.id)
+            Event::ProductDefined { .. }
+            | Event::PriceSet { .. }
+            | Event::BundleDefined { .. }
+            | Event::PricesIndexed { .. } => panic!("catalog event recorded in workspace `{}`", self.id),
+            Event::InvoiceIssued { .. } | Event::CreditNoteIssued { .. } | Event::DebitNoteIssued { .. } => {
+                panic!("invoice event recorded in the workspace stream of `{}`", self.id)
             }
         }
     }

@@ -318,6 +318,8 @@ pub fn terms(
         sales_unit: "licence".to_owned(),
         description: None,
         provider: None,
+        guest_selling_per_unit: None,
+        counting_policy: None,
     }
 }
 
@@ -370,6 +372,8 @@ pub fn new_subscription(id: &str, acc: &str, sku_text: &str, quantity: u32, curr
         exempt_from_indexation: false,
         description: None,
         provider: None,
+        guest_selling_per_unit: None,
+        counting_policy: None,
     }
 }
 
@@ -447,7 +451,7 @@ impl TestHarness {
     /// Decide a command on the state given so far. Nothing is folded.
     pub fn when(&self, cmd: WorkspaceCommand) -> Outcome {
         let command = self.command(cmd);
-        let view = View { catalog: &self.catalog, workspace: self.workspace.as_ref() };
+        let view = View { catalog: &self.catalog, workspace: self.workspace.as_ref(), invoices: None };
         Outcome { result: decide(&view, &command) }
     }
 
