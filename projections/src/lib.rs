@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod change_log;
+pub mod invoice;
 pub mod licence_state;
 
 use chrono::{DateTime, Utc};

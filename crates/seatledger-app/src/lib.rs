@@ -13,6 +13,7 @@
 pub mod decode;
 pub mod handler;
 pub mod ids;
+pub mod invoicing;
 pub mod runner;
 pub mod transfer;
 
