@@ -76,7 +76,7 @@ pub struct PlanReport {
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// The domain refused the command.
-    #[error("{0}")]
+    #[error(transparent)]
     Rejected(#[from] DomainError),
     #[error(transparent)]
     Store(#[from] StoreError),

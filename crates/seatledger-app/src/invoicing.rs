@@ -10,7 +10,7 @@ use crate::ids::IdSource;
 use chrono::{DateTime, Utc};
 use seatledger_codec::encode;
 use seatledger_domain::*;
-use seatledger_projections::invoice::{workspace_invoices, InvoiceInputs, InvoiceProblem};
+use seatledger_projections::invoice::{account_invoice, workspace_invoices, InvoiceInputs, InvoiceProblem};
 use seatledger_store::{EventStore, MemoryStore, StoreError, StoredEvent, MAX_READ_COUNT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ pub enum InvoicingError {
     App(#[from] AppError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
+    #[error(transparent)]
     Problem(#[from] InvoiceProblem),
     #[error("cannot read the ledger: {0}")]
     Unreadable(String),
@@ -42,10 +42,16 @@ pub enum InvoicingError {
     Invalid(String),
 }
 
-/// Fold the invoice inputs from the events known `as_of`.
-pub async fn fold_inputs(store: &dyn EventStore, as_of: AsOf) -> Result<InvoiceInputs, InvoicingError> {
-    let mut inputs = InvoiceInputs::default();
+/// Fold projections over the events known `as_of`, from zero and without
+/// touching checkpoints: what a bitemporal query reads. Returns the last
+/// position folded (0 when none).
+pub async fn fold_known(
+    store: &dyn EventStore,
+    as_of: AsOf,
+    projections: &mut [&mut dyn seatledger_projections::Projection],
+) -> Result<u64, InvoicingError> {
     let mut after = 0;
+    let mut folded = 0;
     'read: loop {
         let page = store.read_all(after, MAX_READ_COUNT).await?;
         let Some(last) = page.last().map(|e| e.position) else { break };
@@ -58,12 +64,24 @@ pub async fn fold_inputs(store: &dyn EventStore, as_of: AsOf) -> Result<InvoiceI
             if !within {
                 break 'read;
             }
+            let position = stored.position;
             if let Some(decoded) = decode_stored(stored).map_err(InvoicingError::Unreadable)? {
-                inputs.apply(&decoded.recorded());
+                let recorded = decoded.recorded();
+                for p in projections.iter_mut() {
+                    p.apply(&recorded);
+                }
             }
+            folded = position;
         }
         after = last;
     }
+    Ok(folded)
+}
+
+/// Fold the invoice inputs from the events known `as_of`.
+pub async fn fold_inputs(store: &dyn EventStore, as_of: AsOf) -> Result<InvoiceInputs, InvoicingError> {
+    let mut inputs = InvoiceInputs::default();
+    fold_known(store, as_of, &mut [&mut inputs]).await?;
     Ok(inputs)
 }
 
@@ -76,16 +94,10 @@ pub async fn preview(
     as_of: AsOf,
 ) -> Result<Vec<InvoiceDocument>, InvoicingError> {
     let inputs = fold_inputs(store, as_of).await?;
-    let mut invoices = workspace_invoices(&inputs, workspace, month)?;
-    if let Some(account) = account {
-        invoices.retain(|i| &i.account == account);
-        if invoices.is_empty() {
-            return Err(
-                InvoiceProblem::UnknownAccount { workspace: workspace.clone(), account: account.clone() }.into()
-            );
-        }
+    match account {
+        Some(account) => Ok(vec![account_invoice(&inputs, workspace, account, month)?]),
+        None => Ok(workspace_invoices(&inputs, workspace, month)?),
     }
-    Ok(invoices)
 }
 
 /// Preview with hypothetical commands: the ledger's events are copied into
@@ -100,7 +112,7 @@ pub async fn preview_with(
     workspace: &WorkspaceId,
     account: Option<&AccountId>,
     month: Month,
-) -> Result<(Vec<InvoiceDocument>, Vec<String>), InvoicingError> {
+) -> Result<(Vec<InvoiceDocument>, Vec<(usize, DomainError)>), InvoicingError> {
     let scratch: Arc<dyn EventStore> = Arc::new(MemoryStore::new(Arc::new(PinnedClock(pinned_at))));
     let mut after = 0;
     loop {
@@ -115,7 +127,7 @@ pub async fn preview_with(
     for (i, (command, meta)) in hypothetical.iter().enumerate() {
         match handler.handle(command, meta).await {
             Ok(_) => {}
-            Err(AppError::Rejected(e)) => refused.push(format!("hypothetical command {}: {e}", i + 1)),
+            Err(AppError::Rejected(e)) => refused.push((i, e)),
             Err(e) => return Err(e.into()),
         }
     }
@@ -151,6 +163,17 @@ pub async fn issue(
     let invoice = invoices.pop().ok_or_else(|| InvoicingError::Invalid("no invoice computed".to_owned()))?;
     let command = invoices_command(workspace, at, InvoiceCommand::Issue { invoice: Box::new(invoice.clone()) });
     let outcome = handler.handle(&command, meta).await?;
+    // A retried command returns what was recorded the first time, not a new computation.
+    let invoice = match &outcome {
+        HandleOutcome::Appended { .. } => invoice,
+        _ => handler
+            .invoice_book(workspace)
+            .await?
+            .issued
+            .get(&(account.clone(), month))
+            .map(|i| i.invoice.clone())
+            .unwrap_or(invoice),
+    };
     Ok((invoice, outcome))
 }
 

@@ -191,3 +191,14 @@ async fn correcting_an_invoice_never_issued_is_refused() {
         .unwrap_err();
     assert_eq!(err.to_string(), "invoice `w-a-2024-03` was never issued");
 }
+
+/// An order recorded on the 5th with an effective start on the 1st bills
+/// the ordered quantity from the 1st: 5 × 31.00 = 155.00, not 135.00.
+#[tokio::test]
+async fn a_subscription_recorded_after_its_start_bills_from_its_start() {
+    let mut l = Ledger::new();
+    l.setup("EUR", "0").await;
+    l.run(r#"{"command":"create_subscription","workspace":"w","at":"2024-03-05T09:00:00Z","subscription":"s","account":"a","sku":"SEAT","name":"Seats","effective_start":"2024-03-01","subscription_channel":"portal","quantity":5,"order":{"ordered_by":"ops"},"price_list":"std","currency":"EUR","selling_per_unit":"31","cost_per_unit":"0"}"#).await;
+    let inv = l.invoice((2024, 3)).await;
+    assert_eq!(inv.lines[0].amount.to_string(), "155.00 EUR");
+}

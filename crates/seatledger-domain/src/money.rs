@@ -56,8 +56,9 @@ impl Money {
         Self { amount, currency }
     }
 
+    /// Zero, written to the minor unit (0.00 EUR, 0 JPY).
     pub fn zero(currency: Currency) -> Self {
-        Self { amount: Decimal::ZERO, currency }
+        Self { amount: Decimal::ZERO, currency }.round_to_minor_unit()
     }
 
     /// A price: not negative and not absurd.

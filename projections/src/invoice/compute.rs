@@ -17,6 +17,12 @@ pub enum InvoiceProblem {
         workspace: WorkspaceId,
         account: AccountId,
     },
+    /// The account was opened after the month ended: it has no invoice for it.
+    AccountNotOpened {
+        workspace: WorkspaceId,
+        account: AccountId,
+        period: Month,
+    },
     /// Users used a product that the account has no subscription pricing.
     Unpriced {
         workspace: WorkspaceId,
@@ -34,6 +40,10 @@ impl std::fmt::Display for InvoiceProblem {
             InvoiceProblem::UnknownAccount { workspace, account } => {
                 write!(f, "billing account `{account}` does not exist in workspace `{workspace}`")
             }
+            InvoiceProblem::AccountNotOpened { workspace, account, period } => write!(
+                f,
+                "billing account `{account}` of workspace `{workspace}` was opened after {period} ended: it has no invoice for {period}"
+            ),
             InvoiceProblem::Unpriced { workspace, account, sku, currency, users } => write!(
                 f,
                 "{users} user(s) of workspace `{workspace}` used `{sku}`, but billing account `{account}` has no \
@@ -240,26 +250,51 @@ fn policy_name(p: CountingPolicy) -> &'static str {
     p.as_str()
 }
 
+/// A count of users: `numerator ÷ divisor`, kept apart so that amounts
+/// multiply first and divide last (25 × 7.35 ÷ 30 is exactly 6.125, while
+/// (25 ÷ 30) × 7.35 is 6.1249…).
+struct Count {
+    numerator: Decimal,
+    divisor: Decimal,
+    how: String,
+}
+
+impl Count {
+    fn quantity(&self) -> Decimal {
+        self.numerator / self.divisor
+    }
+
+    /// `quantity × unit × factor`, dividing last.
+    fn times(&self, unit: Decimal, factor: Decimal) -> Decimal {
+        self.numerator * unit * factor / self.divisor
+    }
+}
+
 /// Count users over the counted days according to the policy.
-fn count(policy: CountingPolicy, daily: &[&BTreeSet<UserId>], days_in_month: Decimal) -> (Decimal, String) {
+fn count(policy: CountingPolicy, daily: &[&BTreeSet<UserId>], days_in_month: Decimal) -> Count {
     let counts: Vec<usize> = daily.iter().map(|d| d.len()).collect();
     let list = counts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let whole = |n: usize, how: String| Count { numerator: Decimal::from(n), divisor: Decimal::ONE, how };
     match policy {
         CountingPolicy::EndOfPeriod => {
             let last = counts.last().copied().unwrap_or(0);
-            (Decimal::from(last), format!("{last} users on the last day"))
+            whole(last, format!("{last} users on the last day"))
         }
         CountingPolicy::Peak => {
             let peak = counts.iter().copied().max().unwrap_or(0);
-            (Decimal::from(peak), format!("peak of daily counts [{list}] = {peak}"))
+            whole(peak, format!("peak of daily counts [{list}] = {peak}"))
         }
         CountingPolicy::AnyTime => {
             let distinct: BTreeSet<&UserId> = daily.iter().flat_map(|d| d.iter()).collect();
-            (Decimal::from(distinct.len()), format!("{} distinct users on any day", distinct.len()))
+            whole(distinct.len(), format!("{} distinct users on any day", distinct.len()))
         }
         CountingPolicy::DailyProrated => {
             let sum: usize = counts.iter().sum();
-            (Decimal::from(sum) / days_in_month, format!("Σ daily counts {sum} ÷ {days_in_month} days"))
+            Count {
+                numerator: Decimal::from(sum),
+                divisor: days_in_month,
+                how: format!("Σ daily counts {sum} ÷ {days_in_month} days"),
+            }
         }
     }
 }
@@ -275,7 +310,8 @@ fn per_user_lines(
         let kind_word = kind.as_str();
         if what == UsageKind::LegacyTrial {
             let all: Vec<&BTreeSet<UserId>> = usage.daily.iter().collect();
-            let (quantity, how) = count(CountingPolicy::AnyTime, &all, ctx.days_in_month());
+            let counted = count(CountingPolicy::AnyTime, &all, ctx.days_in_month());
+            let (quantity, how) = (counted.quantity(), counted.how);
             lines.entry(account.clone()).or_default().push(InvoiceLine {
                 key: format!("legacy_trial/{sku}/{kind_word}"),
                 description: format!("{name} ({kind_word} users) — free trial until the workspace migrates to modules"),
@@ -286,7 +322,7 @@ fn per_user_lines(
                 quantity,
                 unit_price: Money::zero(acc.currency),
                 discount: Percent::ZERO,
-                amount: Money::zero(acc.currency),
+                amount: amount(Decimal::ZERO, acc.currency),
                 taxable: false,
                 inputs: vec![input("days_in_month", ctx.month.days()), input("users", quantity)],
                 events: dedup(usage.events.clone()),
@@ -314,7 +350,9 @@ fn per_user_lines(
         }
         let policy = sub.terms.counting_policy.unwrap_or(CountingPolicy::EndOfPeriod);
         let daily: Vec<&BTreeSet<UserId>> = counted.iter().map(|i| &usage.daily[*i]).collect();
-        let (quantity, how) = count(policy, &daily, ctx.days_in_month());
+        let counted_users = count(policy, &daily, ctx.days_in_month());
+        let quantity = counted_users.quantity();
+        let how = counted_users.how.clone();
         let list_price = match kind {
             UserKind::Regular => sub.terms.selling_per_unit,
             UserKind::Guest => sub.terms.guest_selling_per_unit.unwrap_or(sub.terms.selling_per_unit),
@@ -323,7 +361,7 @@ fn per_user_lines(
         let (factor, index_events) =
             if sub.terms.exempt_from_indexation { (Decimal::ONE, vec![]) } else { index_factor(ctx.inputs, last_day) };
         let unit = if is_trial { Decimal::ZERO } else { list_price.amount * factor };
-        let value = quantity * unit * discount_factor(sub.terms.discount);
+        let value = counted_users.times(unit, discount_factor(sub.terms.discount));
         let rule_base = match what {
             UsageKind::LegacyPlan => "legacy_plan",
             _ => "per_active_user",
@@ -608,7 +646,10 @@ fn monthly_active_lines(ctx: &Ctx<'_>, lines: &mut BTreeMap<AccountId, Vec<Invoi
 fn assemble(ctx: &Ctx<'_>, acc: &AccountInputs, mut lines: Vec<InvoiceLine>) -> InvoiceDocument {
     lines.sort_by(|a, b| a.key.cmp(&b.key));
     let currency = acc.currency;
-    let subtotal = lines.iter().fold(Money::zero(currency), |s, l| s.checked_add(l.amount).expect("one currency"));
+    let subtotal = amount(
+        lines.iter().fold(Money::zero(currency), |s, l| s.checked_add(l.amount).expect("one currency")).amount,
+        currency,
+    );
     let taxable = lines
         .iter()
         .filter(|l| l.taxable)
@@ -622,7 +663,8 @@ fn assemble(ctx: &Ctx<'_>, acc: &AccountInputs, mut lines: Vec<InvoiceLine>) -> 
     } else {
         vec![]
     };
-    let total = taxes.iter().fold(subtotal, |s, t| s.checked_add(t.tax).expect("one currency"));
+    let total =
+        amount(taxes.iter().fold(subtotal, |s, t| s.checked_add(t.tax).expect("one currency")).amount, currency);
     InvoiceDocument {
         number: format!("{}-{}-{}", ctx.ws.id, acc.id, ctx.month),
         workspace: ctx.ws.id.clone(),
@@ -641,12 +683,25 @@ fn assemble(ctx: &Ctx<'_>, acc: &AccountInputs, mut lines: Vec<InvoiceLine>) -> 
 }
 
 /// Every invoice of one workspace for `month`, one per billing account that
-/// existed before the month ended, in account order.
+/// existed before the month ended, in account order; fails on the first
+/// account whose invoice cannot be computed (see [`account_invoice`] for one
+/// account's invoice whatever the others' problems).
 pub fn workspace_invoices(
     inputs: &InvoiceInputs,
     workspace: &WorkspaceId,
     month: Month,
 ) -> Result<Vec<InvoiceDocument>, InvoiceProblem> {
+    compute(inputs, workspace, month)?.into_iter().map(|(_, invoice)| invoice).collect()
+}
+
+/// Every account's invoice or the problem that keeps it from being computed.
+/// A problem of one account never blocks another's invoice.
+#[allow(clippy::type_complexity)]
+fn compute(
+    inputs: &InvoiceInputs,
+    workspace: &WorkspaceId,
+    month: Month,
+) -> Result<Vec<(AccountId, Result<InvoiceDocument, InvoiceProblem>)>, InvoiceProblem> {
     let ws = inputs.workspaces.get(workspace).ok_or_else(|| InvoiceProblem::UnknownWorkspace(workspace.clone()))?;
     let ctx = Ctx { inputs, ws, month, days: month.each_day().collect() };
     let mut lines: BTreeMap<AccountId, Vec<InvoiceLine>> = BTreeMap::new();
@@ -654,15 +709,20 @@ pub fn workspace_invoices(
     per_licence_lines(&ctx, &mut lines);
     per_user_lines(&ctx, &mut lines, &mut problems);
     monthly_active_lines(&ctx, &mut lines);
-    if let Some(problem) = problems.into_iter().next() {
-        return Err(problem);
-    }
     let month_end = day_start(month.next().first_day());
     Ok(ws
         .accounts
         .values()
         .filter(|a| a.opened_at < month_end)
-        .map(|acc| assemble(&ctx, acc, lines.remove(&acc.id).unwrap_or_default()))
+        .map(|acc| {
+            let problem =
+                problems.iter().find(|p| matches!(p, InvoiceProblem::Unpriced { account, .. } if *account == acc.id));
+            let result = match problem {
+                Some(p) => Err(p.clone()),
+                None => Ok(assemble(&ctx, acc, lines.remove(&acc.id).unwrap_or_default())),
+            };
+            (acc.id.clone(), result)
+        })
         .collect())
 }
 
@@ -673,8 +733,19 @@ pub fn account_invoice(
     account: &AccountId,
     month: Month,
 ) -> Result<InvoiceDocument, InvoiceProblem> {
-    workspace_invoices(inputs, workspace, month)?
+    let ws = inputs.workspaces.get(workspace).ok_or_else(|| InvoiceProblem::UnknownWorkspace(workspace.clone()))?;
+    if !ws.accounts.contains_key(account) {
+        return Err(InvoiceProblem::UnknownAccount { workspace: workspace.clone(), account: account.clone() });
+    }
+    compute(inputs, workspace, month)?
         .into_iter()
-        .find(|i| &i.account == account)
-        .ok_or_else(|| InvoiceProblem::UnknownAccount { workspace: workspace.clone(), account: account.clone() })
+        .find(|(id, _)| id == account)
+        .map(|(_, invoice)| invoice)
+        .unwrap_or_else(|| {
+            Err(InvoiceProblem::AccountNotOpened {
+                workspace: workspace.clone(),
+                account: account.clone(),
+                period: month,
+            })
+        })
 }

@@ -212,12 +212,16 @@ fn apply_workspace(ws: &mut WorkspaceInputs, r: &Recorded<'_>) {
             ws.orgs.insert(org.clone(), (parent.clone(), account.clone()));
         }
         Event::SubscriptionCreated { terms } => {
+            // The ordered quantity holds from the effective start, even when
+            // the subscription was recorded later (a backdated order).
+            let mut quantity = Timeline::default();
+            quantity.push(super::timeline::day_start(terms.effective_start), pos, terms.quantity, id);
             ws.subscriptions.insert(
                 terms.subscription.clone(),
                 SubscriptionInputs {
                     terms: (**terms).clone(),
                     created_event: id,
-                    quantity: Timeline::default(),
+                    quantity,
                     deactivate_on: terms.deactivate_on.map(|d| (d, id)),
                     trial_ended: None,
                     ended_on: None,
