@@ -4,6 +4,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod invoice_cli;
 pub mod render;
 pub mod scenario;
 pub mod store_url;

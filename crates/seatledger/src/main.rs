@@ -4,6 +4,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use seatledger::invoice_cli::{self, AsOfArgs, InvoiceCmd};
 use seatledger::render;
 use seatledger::scenario::{run_lines, to_command, LineOutcome};
 use seatledger::store_url::{open_store, StoreUrl, DEFAULT_STORE};
@@ -67,6 +68,8 @@ enum Cmd {
         at: Option<NaiveDate>,
         #[arg(long)]
         workspace: Option<String>,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
     /// The licence change log.
     Changelog {
@@ -74,6 +77,8 @@ enum Cmd {
         workspace: Option<String>,
         #[arg(long)]
         sku: Option<String>,
+        #[command(flatten)]
+        as_of: AsOfArgs,
     },
     /// Query the audit log.
     Audit {
@@ -99,6 +104,13 @@ enum Cmd {
         after: u64,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[command(flatten)]
+        as_of: AsOfArgs,
+    },
+    /// Invoices: preview, issue, show, explain, reproduce, diff and correct.
+    Invoice {
+        #[command(subcommand)]
+        command: InvoiceCmd,
     },
     /// Walk the hash chain and name the first broken link.
     Verify,
@@ -143,6 +155,17 @@ impl Ctx {
 
     async fn project(&self, projections: &mut [&mut dyn Projection]) -> anyhow::Result<()> {
         ProjectionRunner::new(self.store.clone()).run(projections, &mut |_, _| {}).await?;
+        Ok(())
+    }
+
+    /// Project what the ledger knew `as_of`: from the checkpoints when
+    /// reading everything, else a fresh fold that saves no checkpoint.
+    async fn project_as_of(&self, as_of: &AsOfArgs, projections: &mut [&mut dyn Projection]) -> anyhow::Result<()> {
+        if as_of.is_head() {
+            return self.project(projections).await;
+        }
+        as_of.check(self.store.as_ref()).await?;
+        invoice_cli::fold_as_of(self.store.as_ref(), as_of.as_of(), projections).await?;
         Ok(())
     }
 }
@@ -202,9 +225,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!(count, "exported");
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::State { at, workspace } => {
+        Cmd::State { at, workspace, as_of } => {
             let mut state = LicenceState::default();
-            ctx.project(&mut [&mut state]).await?;
+            ctx.project_as_of(&as_of, &mut [&mut state]).await?;
             let on = at.unwrap_or_else(|| Utc::now().date_naive());
             let rows: Vec<_> = state
                 .pools_on(on)
@@ -212,16 +235,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .filter(|r| workspace.as_ref().is_none_or(|w| &r.workspace == w))
                 .collect();
             if ctx.json {
-                print_json(&serde_json::json!({ "on": on, "pools": rows }))?;
+                let mut value = serde_json::json!({ "on": on, "pools": rows });
+                if let Some(p) = as_of.as_of_position {
+                    value["as_of_position"] = p.into();
+                }
+                if let Some(t) = as_of.as_of_recorded {
+                    value["as_of_recorded"] = t.to_rfc3339().into();
+                }
+                print_json(&value)?;
             } else {
-                say!("licence state on {on}");
+                match as_of.describe() {
+                    Some(known) => say!("licence state on {on}, {known}"),
+                    None => say!("licence state on {on}"),
+                }
                 say!("{}", render::pools(&rows));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Changelog { workspace, sku } => {
+        Cmd::Changelog { workspace, sku, as_of } => {
             let mut log = ChangeLog::default();
-            ctx.project(&mut [&mut log]).await?;
+            ctx.project_as_of(&as_of, &mut [&mut log]).await?;
             let entries: Vec<_> = log.filtered(workspace.as_deref(), sku.as_deref()).collect();
             if ctx.json {
                 print_json(&entries)?;
@@ -241,9 +274,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             effective_until,
             after,
             limit,
+            as_of,
         } => {
             let mut log = AuditLog::default();
-            ctx.project(&mut [&mut log]).await?;
+            ctx.project_as_of(&as_of, &mut [&mut log]).await?;
             let page = log.query(&AuditQuery {
                 workspace,
                 entity,
@@ -266,6 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Invoice { command } => invoice_cli::run(&ctx.store, ctx.json, command, &mut std::io::stdout()).await,
         Cmd::Verify => {
             let report = ctx.store.verify().await?;
             if ctx.json {
