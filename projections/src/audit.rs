@@ -242,6 +242,10 @@ pub fn describe(event: &Event) -> String {
         Event::LicenceAlertCleared { pool, available, threshold } => {
             format!("licence alert on {} cleared: {available} available, threshold {threshold}", scope(pool))
         }
+        Event::TopUpCapReached { pool, trigger_event, needed, allowed, month_used } => format!(
+            "top-up cap reached on {}: {allowed} of {needed} licences added ({month_used} topped up earlier this month), trigger {trigger_event}",
+            scope(pool)
+        ),
         Event::NotificationRecipientAdded { recipient, email, kinds } => format!(
             "recipient {recipient} <{email}> added for [{}]",
             kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")

@@ -210,6 +210,9 @@ command_schemas! {
             #[serde(default)] subscription: Option<SubscriptionId>,
             quantity: u32, trigger_event: uuid::Uuid,
         }
+        "auto_top_up" => AutoTopUp as AutoTopUpC {
+            sku: Sku, #[serde(default)] organization: Option<OrgId>, trigger_event: uuid::Uuid,
+        }
         "schedule_deactivation" => ScheduleDeactivation as ScheduleDeactivationC {
             subscription: SubscriptionId, #[serde(default)] deactivate_on: Option<NaiveDate>,
         }

@@ -113,6 +113,9 @@ event_schemas! {
     LicenceSettingsChanged = "LicenceSettingsChanged" v 1 as LicenceSettingsChangedV1 { pool: PoolKey, settings: LicenceSettings }
     LowLicenceAlertRaised = "LowLicenceAlertRaised" v 1 as LowLicenceAlertRaisedV1 { pool: PoolKey, available: u64, threshold: u32 }
     LicenceAlertCleared = "LicenceAlertCleared" v 1 as LicenceAlertClearedV1 { pool: PoolKey, available: u64, threshold: u32 }
+    TopUpCapReached = "TopUpCapReached" v 1 as TopUpCapReachedV1 {
+        pool: PoolKey, trigger_event: uuid::Uuid, needed: u64, allowed: u64, month_used: u64,
+    }
     NotificationRecipientAdded = "NotificationRecipientAdded" v 1 as NotificationRecipientAddedV1 {
         recipient: RecipientId, email: String, kinds: Vec<NotificationKind>,
     }

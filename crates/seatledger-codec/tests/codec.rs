@@ -164,7 +164,8 @@ fn every_event() -> Vec<Event> {
             },
         },
         Event::LowLicenceAlertRaised { pool: pool.clone(), available: 1, threshold: 2 },
-        Event::LicenceAlertCleared { pool, available: 3, threshold: 2 },
+        Event::LicenceAlertCleared { pool: pool.clone(), available: 3, threshold: 2 },
+        Event::TopUpCapReached { pool, trigger_event: uuid::Uuid::from_u128(9), needed: 4, allowed: 1, month_used: 9 },
         Event::NotificationRecipientAdded {
             recipient: RecipientId::new("r1").unwrap(),
             email: "ops@acme.example".into(),

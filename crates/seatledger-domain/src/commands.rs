@@ -140,6 +140,14 @@ pub enum WorkspaceCommand {
         quantity: u32,
         trigger_event: uuid::Uuid,
     },
+    /// The Licence Manager's automatic top-up for the pool of `sku`, caused
+    /// by `trigger_event`: the domain works out how many licences restore the
+    /// vacant-seat threshold within the caps.
+    AutoTopUp {
+        sku: Sku,
+        organization: Option<OrgId>,
+        trigger_event: uuid::Uuid,
+    },
     ScheduleDeactivation {
         subscription: SubscriptionId,
         deactivate_on: Option<NaiveDate>,

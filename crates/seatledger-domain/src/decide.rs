@@ -1,6 +1,7 @@
 //! Deciding commands: pure functions from (state, command) to new events or
 //! a typed refusal. Nothing here reads a clock, touches IO or makes an id.
 
+use crate::calendar::Month;
 use crate::commands::*;
 use crate::error::{DomainError, InvalidValue};
 use crate::events::Event;
@@ -296,6 +297,30 @@ fn decide_existing(
             if ws.applied_top_ups.contains(trigger_event) {
                 return Err(DomainError::TopUpAlreadyApplied(*trigger_event));
             }
+            let pool = pool_for(ws, sku, organization.as_ref())?;
+            let caps = ws
+                .settings
+                .get(&pool)
+                .and_then(|s| s.top_up)
+                .ok_or_else(|| DomainError::NoTopUpSettings { pool: pool.clone() })?;
+            let used = ws.top_ups_by_month.get(&(pool.clone(), Month::containing(today))).copied().unwrap_or(0);
+            let requested = u64::from(*quantity);
+            if requested > u64::from(caps.max_per_top_up) {
+                return Err(DomainError::TopUpCapExceeded {
+                    pool,
+                    requested,
+                    cap: caps.max_per_top_up.into(),
+                    what: "cap per top-up",
+                });
+            }
+            if used + requested > u64::from(caps.max_per_month) {
+                return Err(DomainError::TopUpCapExceeded {
+                    pool,
+                    requested: used + requested,
+                    cap: caps.max_per_month.into(),
+                    what: "cap per month",
+                });
+            }
             add_licences(
                 ws,
                 today,
@@ -319,6 +344,9 @@ fn decide_existing(
                     channel: SubscriptionChannel::System,
                 },
             )?
+        }
+        C::AutoTopUp { sku, organization, trigger_event } => {
+            auto_top_up(catalog, ws, today, sku, organization.as_ref(), *trigger_event, effects)?
         }
         C::ScheduleDeactivation { subscription, deactivate_on } => {
             let sub = live_subscription(ws, subscription, today)?;
@@ -828,6 +856,83 @@ fn add_licences(
         effects.total(pool.clone(), i64::from(quantity));
     }
     Ok(vec![event(pool, sub.terms.subscription.clone(), sub.quantity)])
+}
+
+/// The automatic top-up: restore the vacant-seat threshold, within the cap
+/// per top-up and what is left of the cap per month; when a cap stops it
+/// short, say so with `TopUpCapReached`. Nothing to do when the pool already
+/// has the threshold's seats free.
+fn auto_top_up(
+    catalog: &Catalog,
+    ws: &Workspace,
+    today: NaiveDate,
+    sku: &Sku,
+    organization: Option<&OrgId>,
+    trigger_event: uuid::Uuid,
+    effects: &mut PoolEffects,
+) -> Result<Vec<Event>, DomainError> {
+    if ws.applied_top_ups.contains(&trigger_event) {
+        return Err(DomainError::TopUpAlreadyApplied(trigger_event));
+    }
+    if catalog.product(sku).is_none() {
+        return Err(DomainError::ProductNotFound(sku.clone()));
+    }
+    let pool = pool_for(ws, sku, organization)?;
+    let caps = ws
+        .settings
+        .get(&pool)
+        .and_then(|s| s.top_up)
+        .ok_or_else(|| DomainError::NoTopUpSettings { pool: pool.clone() })?;
+    let available = ws.pool_total_on(&pool, today).saturating_sub(ws.pool_assigned(&pool));
+    let threshold = u64::from(caps.vacant_seat_threshold);
+    if available >= threshold {
+        return Ok(vec![]);
+    }
+    let needed = threshold - available;
+    let used = ws.top_ups_by_month.get(&(pool.clone(), Month::containing(today))).copied().unwrap_or(0);
+    let allowed = needed.min(caps.max_per_top_up.into()).min(u64::from(caps.max_per_month).saturating_sub(used));
+    let mut events = vec![];
+    if allowed > 0 {
+        // The earliest-starting live, paid subscription of the pool takes the licences.
+        let target = ws
+            .subscriptions
+            .values()
+            .filter(|s| {
+                ws.pool_of_subscription(&s.terms) == pool
+                    && s.is_live_on(today)
+                    && !s.trial
+                    && s.terms.bundle_role != BundleRole::Child
+            })
+            .min_by_key(|s| (s.terms.effective_start, s.terms.subscription.clone()))
+            .ok_or_else(|| DomainError::NoSubscriptionForPool { pool: pool.clone() })?;
+        let allowed_u32 = u32::try_from(allowed).expect("allowed is below a u32 cap");
+        let to = target.quantity.checked_add(allowed_u32).filter(|q| *q <= MAX_QUANTITY).ok_or_else(|| {
+            InvalidValue::new(
+                "quantity",
+                format!("{} + {allowed} is above the limit of {MAX_QUANTITY}", target.quantity),
+            )
+        })?;
+        effects.total(pool.clone(), i64::from(allowed_u32));
+        events.push(Event::QuantityChanged {
+            subscription: target.terms.subscription.clone(),
+            pool: pool.clone(),
+            from: target.quantity,
+            to,
+            reason: QuantityReason::AutomaticTopUp { trigger_event },
+            order: OrderDetails {
+                order_reference: Some(format!("top-up/{trigger_event}")),
+                order_date: Some(today),
+                ordered_by: "licence-manager".to_owned(),
+                order_thru: Some("automatic top-up".to_owned()),
+            },
+            channel: SubscriptionChannel::System,
+        });
+    }
+    if allowed < needed {
+        effects.touch(pool.clone());
+        events.push(Event::TopUpCapReached { pool, trigger_event, needed, allowed, month_used: used });
+    }
+    Ok(events)
 }
 
 /// Ending or deactivating `terms` on `on` must leave the pool holding at

@@ -101,6 +101,10 @@ pub enum DomainError {
     NoSubscriptionForPool { pool: PoolKey },
     #[error("pool {pool} has {count} live subscriptions; name the one to add licences to")]
     AmbiguousSubscription { pool: PoolKey, count: usize },
+    #[error("pool {pool} has no automatic top-up settings")]
+    NoTopUpSettings { pool: PoolKey },
+    #[error("a top-up of {requested} licences to pool {pool} exceeds the {what} of {cap}")]
+    TopUpCapExceeded { pool: PoolKey, requested: u64, cap: u64, what: &'static str },
     #[error("a top-up for trigger event {0} was already applied")]
     TopUpAlreadyApplied(uuid::Uuid),
     #[error("licence settings name {pool}, but no subscription in this workspace is for `{sku}`", sku = pool.sku)]

@@ -106,6 +106,16 @@ pub enum Event {
         available: u64,
         threshold: u32,
     },
+    /// A cap kept an automatic top-up from restoring the vacant-seat
+    /// threshold: `allowed` of the `needed` licences were added (maybe none).
+    TopUpCapReached {
+        pool: PoolKey,
+        trigger_event: uuid::Uuid,
+        needed: u64,
+        allowed: u64,
+        /// Licences topped up earlier in the same calendar month.
+        month_used: u64,
+    },
     NotificationRecipientAdded {
         recipient: RecipientId,
         email: String,
@@ -292,7 +302,8 @@ impl Event {
             | Event::SubscriptionEnded { subscription, .. } => vec![E::Subscription(subscription.clone())],
             Event::LicenceSettingsChanged { pool, .. }
             | Event::LowLicenceAlertRaised { pool, .. }
-            | Event::LicenceAlertCleared { pool, .. } => vec![E::Sku(pool.sku.clone())],
+            | Event::LicenceAlertCleared { pool, .. }
+            | Event::TopUpCapReached { pool, .. } => vec![E::Sku(pool.sku.clone())],
             Event::NotificationRecipientAdded { recipient, .. }
             | Event::NotificationSettingsChanged { recipient, .. }
             | Event::NotificationRecipientRemoved { recipient } => vec![E::Recipient(recipient.clone())],

@@ -195,6 +195,8 @@ pub struct Workspace {
     pub alerts_raised: BTreeSet<PoolKey>,
     pub recipients: BTreeMap<RecipientId, Recipient>,
     pub applied_top_ups: BTreeSet<uuid::Uuid>,
+    /// Licences added by top-ups, per pool and calendar month (for the cap per month).
+    pub top_ups_by_month: BTreeMap<(PoolKey, crate::calendar::Month), u64>,
     pub memberships: BTreeMap<MembershipId, Membership>,
     /// Ids of recorded one-off activity ("reservation/…", "series/…/date", "punch/…").
     pub activity_ids: BTreeSet<String>,
@@ -230,6 +232,7 @@ impl Workspace {
                     alerts_raised: BTreeSet::new(),
                     recipients: BTreeMap::new(),
                     applied_top_ups: BTreeSet::new(),
+                    top_ups_by_month: BTreeMap::new(),
                     memberships: BTreeMap::new(),
                     activity_ids: BTreeSet::new(),
                     seats: BTreeMap::new(),
@@ -286,13 +289,22 @@ impl Workspace {
                     },
                 );
             }
-            Event::QuantityChanged { subscription, to, reason, order, .. } => {
+            Event::QuantityChanged { subscription, pool, from, to, reason, order, .. } => {
                 let sub = self.subscription_mut(subscription);
                 sub.quantity = *to;
                 sub.last_order = order.clone();
                 if let QuantityReason::AutomaticTopUp { trigger_event } = reason {
                     self.applied_top_ups.insert(*trigger_event);
+                    // A top-up's order date is the day it was decided on.
+                    if let Some(day) = order.order_date {
+                        let month = crate::calendar::Month::containing(day);
+                        *self.top_ups_by_month.entry((pool.clone(), month)).or_default() +=
+                            u64::from(to.saturating_sub(*from));
+                    }
                 }
+            }
+            Event::TopUpCapReached { trigger_event, .. } => {
+                self.applied_top_ups.insert(*trigger_event);
             }
             Event::DeactivationScheduled { subscription, deactivate_on } => {
                 self.subscription_mut(subscription).deactivate_on = *deactivate_on;

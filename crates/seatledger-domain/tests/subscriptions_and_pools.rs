@@ -623,6 +623,7 @@ fn add_licences_with_several_live_subscriptions_must_name_one() {
 #[test]
 fn a_top_up_is_applied_once_per_trigger_event() {
     let mut h = hybrid_pool(0, 2);
+    h.run(configure(HYBRID, None, top_up_settings(4, 2, 5)));
     let trigger = uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0042);
     let top_up = WorkspaceCommand::TopUpLicences {
         sku: sku(HYBRID),
@@ -997,4 +998,107 @@ fn a_bundle_parent_carries_its_children_through_quantity_changes_and_its_end() {
         })
         .collect();
     assert_eq!(ended, ["b1", "ai", "b1.suite-core", "b1.suite-reports"]);
+}
+
+// ---------------------------------------------------------------------------
+// Automatic top-ups: the domain decides how many licences restore the
+// vacant-seat threshold, within the caps.
+
+fn top_up_settings(threshold: u32, per_top_up: u32, per_month: u32) -> LicenceSettings {
+    LicenceSettings {
+        alert_threshold: None,
+        top_up: Some(TopUpSettings {
+            vacant_seat_threshold: threshold,
+            max_per_top_up: per_top_up,
+            max_per_month: per_month,
+        }),
+    }
+}
+
+fn auto(trigger: u128) -> WorkspaceCommand {
+    WorkspaceCommand::AutoTopUp { sku: sku(HYBRID), organization: None, trigger_event: uuid::Uuid::from_u128(trigger) }
+}
+
+fn topped_up(events: &[Event]) -> Vec<(u32, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::QuantityChanged { from, to, reason: QuantityReason::AutomaticTopUp { .. }, .. } => {
+                Some((*from, *to))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn cap_reached(events: &[Event]) -> Option<(u64, u64, u64)> {
+    events.iter().find_map(|e| match e {
+        Event::TopUpCapReached { needed, allowed, month_used, .. } => Some((*needed, *allowed, *month_used)),
+        _ => None,
+    })
+}
+
+#[test]
+fn an_automatic_top_up_restores_the_vacant_seat_threshold() {
+    // 4 licences, 3 users holding seats: 1 free; the threshold is 3 free.
+    let mut h = hybrid_pool(3, 4);
+    for u in ["u1", "u2", "u3"] {
+        h.run(assign(HYBRID, to_user(u)));
+    }
+    h.run(configure(HYBRID, None, top_up_settings(3, 5, 10)));
+    let events = h.when(auto(1)).accepted();
+    assert_eq!(topped_up(&events), [(4, 6)], "2 licences bring the free seats from 1 to 3");
+    assert_eq!(cap_reached(&events), None);
+    h.given(events);
+    // Nothing to do when the threshold's seats are free.
+    assert!(h.when(auto(2)).accepted().is_empty());
+}
+
+#[test]
+fn the_cap_per_top_up_and_the_cap_per_month_stop_a_top_up_and_say_so() {
+    let mut h = hybrid_pool(4, 4);
+    for u in ["u1", "u2", "u3", "u4"] {
+        h.run(assign(HYBRID, to_user(u)));
+    }
+    // 0 free, threshold 5: 5 needed; 2 per top-up, 3 per month.
+    h.run(configure(HYBRID, None, top_up_settings(5, 2, 3)));
+    let first = h.run(auto(1));
+    assert_eq!(topped_up(&first), [(4, 6)]);
+    assert_eq!(cap_reached(&first), Some((5, 2, 0)));
+    // 2 free now, 3 needed; the month has 1 licence of cap left.
+    let second = h.run(auto(2));
+    assert_eq!(topped_up(&second), [(6, 7)]);
+    assert_eq!(cap_reached(&second), Some((3, 1, 2)));
+    // The month's cap is used up: only the notification event.
+    let third = h.run(auto(3));
+    assert!(topped_up(&third).is_empty());
+    assert_eq!(cap_reached(&third), Some((2, 0, 3)));
+    // Each trigger acts once, capped or not.
+    then_refused!(h.when(auto(3)), DomainError::TopUpAlreadyApplied(_), ["already applied"]);
+    assert_eq!(h.ws().top_ups_by_month.values().sum::<u64>(), 3);
+}
+
+#[test]
+fn top_ups_need_settings_and_explicit_ones_respect_the_caps() {
+    let mut h = hybrid_pool(0, 2);
+    then_refused!(h.when(auto(1)), DomainError::NoTopUpSettings { .. }, ["no automatic top-up settings"]);
+    h.run(configure(HYBRID, None, top_up_settings(2, 2, 3)));
+    let explicit = |n: u128, quantity: u32| WorkspaceCommand::TopUpLicences {
+        sku: sku(HYBRID),
+        organization: None,
+        subscription: None,
+        quantity,
+        trigger_event: uuid::Uuid::from_u128(n),
+    };
+    then_refused!(
+        h.when(explicit(5, 3)),
+        DomainError::TopUpCapExceeded { what: "cap per top-up", .. },
+        ["exceeds the cap per top-up of 2"]
+    );
+    h.run(explicit(6, 2));
+    then_refused!(
+        h.when(explicit(7, 2)),
+        DomainError::TopUpCapExceeded { what: "cap per month", .. },
+        ["exceeds the cap per month of 3"]
+    );
 }
