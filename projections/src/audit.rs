@@ -160,6 +160,12 @@ pub fn describe(event: &Event) -> String {
             children.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
             add_ons.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
         ),
+        Event::NotificationSent { notification, attempt } => {
+            format!("notification {notification} delivered on attempt {attempt}")
+        }
+        Event::NotificationFailed { notification, attempt, reason } => {
+            format!("notification {notification} failed on attempt {attempt}: {reason}")
+        }
         Event::PricesIndexed { percent, effective_on } => {
             format!("prices not exempt from indexation rise by {percent} from {effective_on}")
         }

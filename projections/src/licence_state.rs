@@ -72,7 +72,7 @@ impl Projection for LicenceState {
     fn apply(&mut self, r: &Recorded<'_>) {
         match r.stream {
             StreamId::Catalog => self.catalog.apply(r.event),
-            StreamId::Invoices(_) => {}
+            StreamId::Invoices(_) | StreamId::Outbox(_) => {}
             StreamId::Workspace(id) => match self.workspaces.remove(id) {
                 Some(mut ws) => {
                     ws.apply(r.event);

@@ -9,6 +9,7 @@
 
 use crate::ids::IdSource;
 use seatledger_codec::encode;
+use seatledger_domain::outbox::OutboxBook;
 use seatledger_domain::*;
 use seatledger_store::{
     AppendOutcome, Direction, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError, StreamAppend,
@@ -105,6 +106,7 @@ struct Cache {
     catalog: Option<Cached<Catalog>>,
     workspaces: HashMap<WorkspaceId, Cached<Option<Workspace>>>,
     invoices: HashMap<WorkspaceId, Cached<InvoiceBook>>,
+    outboxes: HashMap<WorkspaceId, Cached<OutboxBook>>,
 }
 
 /// Decides and appends commands against one store.
@@ -186,6 +188,19 @@ impl Cache {
         Ok(())
     }
 
+    async fn refresh_outbox(&mut self, store: &dyn EventStore, id: &WorkspaceId) -> Result<(), AppError> {
+        let cached = self.outboxes.entry(id.clone()).or_insert(Cached { version: None, state: OutboxBook::default() });
+        let from = cached.version.map_or(0, |v| v + 1);
+        let stored = read_rest(store, &StreamId::Outbox(id.clone()).name(), from).await?;
+        for event in decode_all(&stored)? {
+            cached.state.apply(&event);
+        }
+        if let Some(last) = stored.last() {
+            cached.version = Some(last.stream_version);
+        }
+        Ok(())
+    }
+
     async fn refresh_for(&mut self, store: &dyn EventStore, stream: &StreamId) -> Result<(), AppError> {
         self.refresh_catalog(store).await?;
         match stream {
@@ -194,6 +209,10 @@ impl Cache {
             StreamId::Invoices(id) => {
                 self.refresh_workspace(store, id).await?;
                 self.refresh_invoices(store, id).await?;
+            }
+            StreamId::Outbox(id) => {
+                self.refresh_workspace(store, id).await?;
+                self.refresh_outbox(store, id).await?;
             }
         }
         Ok(())
@@ -204,20 +223,24 @@ impl Cache {
             StreamId::Catalog => self.catalog.as_ref().and_then(|c| c.version),
             StreamId::Workspace(id) => self.workspaces.get(id).and_then(|c| c.version),
             StreamId::Invoices(id) => self.invoices.get(id).and_then(|c| c.version),
+            StreamId::Outbox(id) => self.outboxes.get(id).and_then(|c| c.version),
         }
     }
 
     fn decide(&self, command: &Command) -> Result<Vec<Event>, DomainError> {
         let empty = Catalog::default();
         let catalog = self.catalog.as_ref().map_or(&empty, |c| &c.state);
-        let (workspace, invoices) = match command.stream() {
-            StreamId::Workspace(id) => (self.workspaces.get(&id).and_then(|c| c.state.as_ref()), None),
-            StreamId::Invoices(id) => {
-                (self.workspaces.get(&id).and_then(|c| c.state.as_ref()), self.invoices.get(&id).map(|c| &c.state))
-            }
-            StreamId::Catalog => (None, None),
+        let stream = command.stream();
+        let workspace = stream.workspace().and_then(|id| self.workspaces.get(id)).and_then(|c| c.state.as_ref());
+        let invoices = match &stream {
+            StreamId::Invoices(id) => self.invoices.get(id).map(|c| &c.state),
+            _ => None,
         };
-        decide(&View { catalog, workspace, invoices }, command)
+        let outbox = match &stream {
+            StreamId::Outbox(id) => self.outboxes.get(id).map(|c| &c.state),
+            _ => None,
+        };
+        decide(&View { catalog, workspace, invoices, outbox }, command)
     }
 
     /// Fold events this process just appended at `expected`, if the cache is
@@ -244,6 +267,12 @@ impl Cache {
             }
             StreamId::Invoices(id) => {
                 if let Some(c) = self.invoices.get_mut(id) {
+                    events.iter().for_each(|e| c.state.apply(e));
+                    c.version = Some(last_version);
+                }
+            }
+            StreamId::Outbox(id) => {
+                if let Some(c) = self.outboxes.get_mut(id) {
                     events.iter().for_each(|e| c.state.apply(e));
                     c.version = Some(last_version);
                 }
@@ -370,6 +399,11 @@ impl CommandHandler {
                     .iter()
                     .filter_map(|s| s.workspace())
                     .filter_map(|id| cache.invoices.get(id).map(|c| (id.clone(), c.clone())))
+                    .collect(),
+                outboxes: streams
+                    .iter()
+                    .filter_map(|s| s.workspace())
+                    .filter_map(|id| cache.outboxes.get(id).map(|c| (id.clone(), c.clone())))
                     .collect(),
             };
             drop(cache);

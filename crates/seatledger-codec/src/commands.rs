@@ -145,8 +145,9 @@ macro_rules! command_schemas {
         fn encode_body(body: &CommandBody) -> Option<(&'static str, Option<&WorkspaceId>, serde_json::Value)> {
             let to_value = |v: Result<serde_json::Value, serde_json::Error>| v.expect("a wire struct always serializes");
             Some(match body {
-                // Invoices are computed by the ledger, never typed into a file.
-                CommandBody::Invoices { .. } => return None,
+                // Invoices and delivery records come from the ledger's own
+                // processes, never from a command file.
+                CommandBody::Invoices { .. } | CommandBody::Outbox { .. } => return None,
                 $(CommandBody::Catalog(CatalogCommand::$cvariant { $($cfield),* }) => {
                     ($cname, None, to_value(serde_json::to_value($crepr { $($cfield: Wire::to_wire($cfield)),* })))
                 })*

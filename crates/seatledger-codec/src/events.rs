@@ -150,6 +150,8 @@ event_schemas! {
     }
     MembershipEnded = "MembershipEnded" v 1 as MembershipEndedV1 { membership: MembershipId, ends_on: NaiveDate }
     PunchPassUsed = "PunchPassUsed" v 1 as PunchPassUsedV1 { use_id: PunchUseId, user: UserId, used_on: NaiveDate }
+    NotificationSent = "NotificationSent" v 1 as NotificationSentV1 { notification: String, attempt: u32 }
+    NotificationFailed = "NotificationFailed" v 1 as NotificationFailedV1 { notification: String, attempt: u32, reason: String }
     InvoiceIssued = "InvoiceIssued" v 1 as InvoiceIssuedV1 { invoice: Box<InvoiceDocument> }
     CreditNoteIssued = "CreditNoteIssued" v 1 as CreditNoteIssuedV1 { note: Box<NoteDocument> }
     DebitNoteIssued = "DebitNoteIssued" v 1 as DebitNoteIssuedV1 { note: Box<NoteDocument> }

@@ -245,6 +245,8 @@ fn every_event() -> Vec<Event> {
             }),
         },
         Event::CreditNoteIssued { note: Box::new(note(NoteKind::Credit, "-1.00")) },
+        Event::NotificationSent { notification: "ev/r1".into(), attempt: 2 },
+        Event::NotificationFailed { notification: "ev/r1".into(), attempt: 1, reason: "smtp 451".into() },
         Event::DebitNoteIssued { note: Box::new(note(NoteKind::Debit, "2.00")) },
     ]
 }

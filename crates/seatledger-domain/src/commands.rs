@@ -22,6 +22,7 @@ pub enum CommandBody {
     Catalog(CatalogCommand),
     Workspace { workspace: WorkspaceId, command: WorkspaceCommand },
     Invoices { workspace: WorkspaceId, command: crate::invoice::InvoiceCommand },
+    Outbox { workspace: WorkspaceId, command: crate::outbox::OutboxCommand },
 }
 
 /// Commands on the product catalog of the hosting instance.

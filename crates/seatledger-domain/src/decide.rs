@@ -20,6 +20,8 @@ pub struct View<'a> {
     pub workspace: Option<&'a Workspace>,
     /// The workspace's invoices stream, for invoice commands.
     pub invoices: Option<&'a crate::invoice::InvoiceBook>,
+    /// The workspace's outbox stream, for delivery records.
+    pub outbox: Option<&'a crate::outbox::OutboxBook>,
 }
 
 /// Decide a command. The events returned belong to the command's stream.
@@ -28,6 +30,13 @@ pub fn decide(view: &View<'_>, command: &Command) -> Result<Vec<Event>, DomainEr
         CommandBody::Catalog(cmd) => decide_catalog(view.catalog, cmd),
         CommandBody::Workspace { workspace, command: cmd } => {
             decide_workspace(view.catalog, view.workspace, workspace, command.at, cmd)
+        }
+        CommandBody::Outbox { workspace, command: cmd } => {
+            if view.workspace.is_none() {
+                return Err(DomainError::WorkspaceNotFound(workspace.clone()));
+            }
+            let empty = crate::outbox::OutboxBook::default();
+            crate::outbox::decide_outbox(view.outbox.unwrap_or(&empty), workspace, cmd)
         }
         CommandBody::Invoices { workspace, command: cmd } => {
             if view.workspace.is_none() {

@@ -150,6 +150,12 @@ pub enum DomainError {
     #[error("recipient `{0}` already exists")]
     RecipientExists(RecipientId),
 
+    // Notifications.
+    #[error("notification `{notification}` of workspace `{workspace}` was already sent")]
+    NotificationAlreadySent { workspace: WorkspaceId, notification: String },
+    #[error("notification `{notification}` was given up after {attempts} failed attempts")]
+    DeliveryGivenUp { notification: String, attempts: u32 },
+
     // Invoices.
     #[error(
         "the invoice of account `{account}` for {period} was already issued as `{number}`; correct it with a note"

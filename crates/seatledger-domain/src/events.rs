@@ -208,6 +208,17 @@ pub enum Event {
         used_on: NaiveDate,
     },
 
+    // A workspace's outbox stream.
+    NotificationSent {
+        notification: String,
+        attempt: u32,
+    },
+    NotificationFailed {
+        notification: String,
+        attempt: u32,
+        reason: String,
+    },
+
     // A workspace's invoices stream.
     InvoiceIssued {
         invoice: Box<crate::invoice::InvoiceDocument>,
@@ -271,6 +282,9 @@ impl Event {
                 std::iter::once(parent).chain(children).chain(add_ons).map(|s| E::Sku(s.clone())).collect()
             }
             Event::PricesIndexed { .. } => vec![],
+            Event::NotificationSent { notification, .. } | Event::NotificationFailed { notification, .. } => {
+                vec![E::Activity(format!("notification/{notification}"))]
+            }
             Event::InvoiceIssued { invoice } => vec![E::Account(invoice.account.clone())],
             Event::CreditNoteIssued { note } | Event::DebitNoteIssued { note } => {
                 vec![E::Account(note.account.clone())]

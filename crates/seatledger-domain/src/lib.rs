@@ -18,6 +18,7 @@
 //! - `invoices-<id>`: the invoices and correction notes issued for one
 //!   workspace's accounts; issuing the same account and month twice conflicts
 //!   here, whatever the workspace stream is doing.
+//! - `outbox-<id>`: what delivery did with the workspace's notifications.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +31,7 @@ pub mod ids;
 pub mod invoice;
 pub mod model;
 pub mod money;
+pub mod outbox;
 pub mod state;
 
 pub use calendar::{DayRange, Month};
@@ -52,12 +54,14 @@ pub enum StreamId {
     Catalog,
     Workspace(WorkspaceId),
     Invoices(WorkspaceId),
+    Outbox(WorkspaceId),
 }
 
 impl StreamId {
     pub const CATALOG: &'static str = "catalog";
     pub const WORKSPACE_PREFIX: &'static str = "workspace-";
     pub const INVOICES_PREFIX: &'static str = "invoices-";
+    pub const OUTBOX_PREFIX: &'static str = "outbox-";
 
     /// The stream's name in the store: `catalog` or `workspace-<id>`.
     pub fn name(&self) -> String {
@@ -65,6 +69,7 @@ impl StreamId {
             StreamId::Catalog => Self::CATALOG.to_owned(),
             StreamId::Workspace(id) => format!("{}{id}", Self::WORKSPACE_PREFIX),
             StreamId::Invoices(id) => format!("{}{id}", Self::INVOICES_PREFIX),
+            StreamId::Outbox(id) => format!("{}{id}", Self::OUTBOX_PREFIX),
         }
     }
 
@@ -76,12 +81,15 @@ impl StreamId {
         if let Some(id) = name.strip_prefix(Self::WORKSPACE_PREFIX) {
             return WorkspaceId::new(id).ok().map(StreamId::Workspace);
         }
+        if let Some(id) = name.strip_prefix(Self::OUTBOX_PREFIX) {
+            return WorkspaceId::new(id).ok().map(StreamId::Outbox);
+        }
         name.strip_prefix(Self::INVOICES_PREFIX).and_then(|id| WorkspaceId::new(id).ok()).map(StreamId::Invoices)
     }
 
     pub fn workspace(&self) -> Option<&WorkspaceId> {
         match self {
-            StreamId::Workspace(id) | StreamId::Invoices(id) => Some(id),
+            StreamId::Workspace(id) | StreamId::Invoices(id) | StreamId::Outbox(id) => Some(id),
             StreamId::Catalog => None,
         }
     }
@@ -93,6 +101,7 @@ impl Command {
             CommandBody::Catalog(_) => StreamId::Catalog,
             CommandBody::Workspace { workspace, .. } => StreamId::Workspace(workspace.clone()),
             CommandBody::Invoices { workspace, .. } => StreamId::Invoices(workspace.clone()),
+            CommandBody::Outbox { workspace, .. } => StreamId::Outbox(workspace.clone()),
         }
     }
 }

@@ -428,8 +428,12 @@ impl Workspace {
             | Event::PriceSet { .. }
             | Event::BundleDefined { .. }
             | Event::PricesIndexed { .. } => panic!("catalog event recorded in workspace `{}`", self.id),
-            Event::InvoiceIssued { .. } | Event::CreditNoteIssued { .. } | Event::DebitNoteIssued { .. } => {
-                panic!("invoice event recorded in the workspace stream of `{}`", self.id)
+            Event::InvoiceIssued { .. }
+            | Event::CreditNoteIssued { .. }
+            | Event::DebitNoteIssued { .. }
+            | Event::NotificationSent { .. }
+            | Event::NotificationFailed { .. } => {
+                panic!("an invoice or outbox event recorded in the workspace stream of `{}`", self.id)
             }
         }
     }

@@ -151,7 +151,7 @@ impl InvoiceInputs {
                 }
                 self.catalog.apply(r.event);
             }
-            StreamId::Invoices(_) => {}
+            StreamId::Invoices(_) | StreamId::Outbox(_) => {}
             StreamId::Workspace(id) => {
                 if let Event::WorkspaceCreated { workspace, billing_mode, legacy_plan, .. } = r.event {
                     self.workspaces.insert(

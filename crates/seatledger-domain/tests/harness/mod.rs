@@ -451,7 +451,7 @@ impl TestHarness {
     /// Decide a command on the state given so far. Nothing is folded.
     pub fn when(&self, cmd: WorkspaceCommand) -> Outcome {
         let command = self.command(cmd);
-        let view = View { catalog: &self.catalog, workspace: self.workspace.as_ref(), invoices: None };
+        let view = View { catalog: &self.catalog, workspace: self.workspace.as_ref(), invoices: None, outbox: None };
         Outcome { result: decide(&view, &command) }
     }
 
