@@ -148,57 +148,46 @@ fn decode_all(stored: &[seatledger_store::StoredEvent]) -> Result<Vec<Event>, Ap
         .collect()
 }
 
+/// Fold the events of `stream` stored after the cached version into the cache.
+async fn catch_up<S>(
+    store: &dyn EventStore,
+    stream: &StreamId,
+    cached: &mut Cached<S>,
+    apply: impl Fn(&mut S, &Event),
+) -> Result<(), AppError> {
+    let from = cached.version.map_or(0, |v| v + 1);
+    let stored = read_rest(store, &stream.name(), from).await?;
+    for event in decode_all(&stored)? {
+        apply(&mut cached.state, &event);
+    }
+    if let Some(last) = stored.last() {
+        cached.version = Some(last.stream_version);
+    }
+    Ok(())
+}
+
 impl Cache {
     async fn refresh_catalog(&mut self, store: &dyn EventStore) -> Result<(), AppError> {
         let cached = self.catalog.get_or_insert_with(|| Cached { version: None, state: Catalog::default() });
-        let from = cached.version.map_or(0, |v| v + 1);
-        let stored = read_rest(store, StreamId::CATALOG, from).await?;
-        for event in decode_all(&stored)? {
-            cached.state.apply(&event);
-        }
-        if let Some(last) = stored.last() {
-            cached.version = Some(last.stream_version);
-        }
-        Ok(())
+        catch_up(store, &StreamId::Catalog, cached, |state, event| state.apply(event)).await
     }
 
     async fn refresh_workspace(&mut self, store: &dyn EventStore, id: &WorkspaceId) -> Result<(), AppError> {
         let cached = self.workspaces.entry(id.clone()).or_insert(Cached { version: None, state: None });
-        let from = cached.version.map_or(0, |v| v + 1);
-        let stored = read_rest(store, &StreamId::Workspace(id.clone()).name(), from).await?;
-        for event in decode_all(&stored)? {
-            cached.state = Workspace::evolve(cached.state.take(), &event);
-        }
-        if let Some(last) = stored.last() {
-            cached.version = Some(last.stream_version);
-        }
-        Ok(())
+        catch_up(store, &StreamId::Workspace(id.clone()), cached, |state, event| {
+            *state = Workspace::evolve(state.take(), event);
+        })
+        .await
     }
 
     async fn refresh_invoices(&mut self, store: &dyn EventStore, id: &WorkspaceId) -> Result<(), AppError> {
         let cached = self.invoices.entry(id.clone()).or_insert(Cached { version: None, state: InvoiceBook::default() });
-        let from = cached.version.map_or(0, |v| v + 1);
-        let stored = read_rest(store, &StreamId::Invoices(id.clone()).name(), from).await?;
-        for event in decode_all(&stored)? {
-            cached.state.apply(&event);
-        }
-        if let Some(last) = stored.last() {
-            cached.version = Some(last.stream_version);
-        }
-        Ok(())
+        catch_up(store, &StreamId::Invoices(id.clone()), cached, |state, event| state.apply(event)).await
     }
 
     async fn refresh_outbox(&mut self, store: &dyn EventStore, id: &WorkspaceId) -> Result<(), AppError> {
         let cached = self.outboxes.entry(id.clone()).or_insert(Cached { version: None, state: OutboxBook::default() });
-        let from = cached.version.map_or(0, |v| v + 1);
-        let stored = read_rest(store, &StreamId::Outbox(id.clone()).name(), from).await?;
-        for event in decode_all(&stored)? {
-            cached.state.apply(&event);
-        }
-        if let Some(last) = stored.last() {
-            cached.version = Some(last.stream_version);
-        }
-        Ok(())
+        catch_up(store, &StreamId::Outbox(id.clone()), cached, |state, event| state.apply(event)).await
     }
 
     async fn refresh_for(&mut self, store: &dyn EventStore, stream: &StreamId) -> Result<(), AppError> {

@@ -19,7 +19,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension};
 use seatledger_store::{
     chain, truncate_to_micros, validate_event_fields, validate_stream_name, AppendOutcome, Checkpoint, Clock,
-    ImportOutcome, NewEvent, StoreError, StoredEvent, StreamAppend,
+    ImportOutcome, StoreError, StoredEvent, StreamAppend,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -319,7 +319,8 @@ impl Writer {
             let count = append.events.len() as u64;
             let first_position = self.head.position + 1;
             for (offset, event) in append.events.into_iter().enumerate() {
-                let mut stored = to_stored(&append.stream, first_version + offset as u64, recorded_at, event);
+                let mut stored =
+                    StoredEvent::unplaced(&append.stream, first_version + offset as u64, recorded_at, event);
                 self.insert(&mut stored)?;
             }
             let last_version = first_version + count - 1;
@@ -451,24 +452,6 @@ fn hex_link(link: &[u8; 32]) -> String {
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer").field("head", &self.head.position).finish_non_exhaustive()
-    }
-}
-
-/// The stored form of a new event, before it gets a position and a hash.
-fn to_stored(stream: &str, stream_version: u64, recorded_at: DateTime<Utc>, event: NewEvent) -> StoredEvent {
-    let mut metadata = event.metadata;
-    metadata.effective_at = truncate_to_micros(metadata.effective_at);
-    StoredEvent {
-        position: 0,
-        id: event.id,
-        stream: stream.to_owned(),
-        stream_version,
-        event_type: event.event_type,
-        schema_version: event.schema_version,
-        recorded_at,
-        metadata,
-        payload: event.payload,
-        hash: String::new(),
     }
 }
 

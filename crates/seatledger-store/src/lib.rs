@@ -159,6 +159,28 @@ pub struct StoredEvent {
     pub hash: String,
 }
 
+impl StoredEvent {
+    /// The stored form of a new event, before the log gives it a position and
+    /// a hash. Every backend keeps whole microseconds, so `effective_at` is
+    /// truncated here, once, for all of them.
+    pub fn unplaced(stream: &str, stream_version: u64, recorded_at: DateTime<Utc>, event: NewEvent) -> StoredEvent {
+        let mut metadata = event.metadata;
+        metadata.effective_at = truncate_to_micros(metadata.effective_at);
+        StoredEvent {
+            position: 0,
+            id: event.id,
+            stream: stream.to_owned(),
+            stream_version,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            recorded_at,
+            metadata,
+            payload: event.payload,
+            hash: String::new(),
+        }
+    }
+}
+
 /// Serialize a JSON text field as embedded JSON, and read it back as text.
 mod raw_json {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -8,8 +8,8 @@
 
 use crate::{
     chain, truncate_to_micros, validate_appends, validate_event_fields, validate_stream_name, AppendOutcome,
-    Checkpoint, Clock, Direction, EventStore, ImportOutcome, NewEvent, StoreError, StoredEvent, StreamAppend,
-    SystemClock, MAX_READ_COUNT,
+    Checkpoint, Clock, Direction, EventStore, ImportOutcome, StoreError, StoredEvent, StreamAppend, SystemClock,
+    MAX_READ_COUNT,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -288,26 +288,6 @@ fn dedup_by_event_ids(
     }))
 }
 
-/// The stored form of a new event, before the log gives it a position and a hash.
-fn to_stored(stream: &str, stream_version: u64, recorded_at: DateTime<Utc>, event: NewEvent) -> StoredEvent {
-    let mut metadata = event.metadata;
-    // Every backend keeps whole microseconds; truncating here keeps the memory
-    // store's answers identical to theirs.
-    metadata.effective_at = truncate_to_micros(metadata.effective_at);
-    StoredEvent {
-        position: 0,
-        id: event.id,
-        stream: stream.to_owned(),
-        stream_version,
-        event_type: event.event_type,
-        schema_version: event.schema_version,
-        recorded_at,
-        metadata,
-        payload: event.payload,
-        hash: String::new(),
-    }
-}
-
 /// Check an imported event's own fields, naming it in the error.
 fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
     let invalid = |e: StoreError| match e {
@@ -399,7 +379,8 @@ impl EventStore for MemoryStore {
                     let mut first_position = 0;
                     let mut last_position = 0;
                     for (offset, event) in append.events.into_iter().enumerate() {
-                        let stored = to_stored(&append.stream, first_version + offset as u64, recorded_at, event);
+                        let stored =
+                            StoredEvent::unplaced(&append.stream, first_version + offset as u64, recorded_at, event);
                         last_position = staging.push(stored);
                         if offset == 0 {
                             first_position = last_position;
