@@ -202,3 +202,16 @@ async fn a_subscription_recorded_after_its_start_bills_from_its_start() {
     let inv = l.invoice((2024, 3)).await;
     assert_eq!(inv.lines[0].amount.to_string(), "155.00 EUR");
 }
+
+/// A change made before a future start date wins over the ordered quantity:
+/// created on the 1st with 1 seat from the 20th, changed to 3 on the 10th:
+/// 3 × 12 days (20th–31st) × 31.00 ÷ 31 = 36.00.
+#[tokio::test]
+async fn a_change_before_a_future_start_is_what_gets_billed() {
+    let mut l = Ledger::new();
+    l.setup("EUR", "0").await;
+    l.run(r#"{"command":"create_subscription","workspace":"w","at":"2024-03-01T09:00:00Z","subscription":"s","account":"a","sku":"SEAT","name":"Seats","effective_start":"2024-03-20","subscription_channel":"portal","quantity":1,"order":{"ordered_by":"ops"},"price_list":"std","currency":"EUR","selling_per_unit":"31","cost_per_unit":"0"}"#).await;
+    l.quantity("s", "2024-03-10T09:00:00Z", 3).await;
+    let inv = l.invoice((2024, 3)).await;
+    assert_eq!(inv.lines[0].amount.to_string(), "36.00 EUR");
+}

@@ -212,10 +212,11 @@ fn apply_workspace(ws: &mut WorkspaceInputs, r: &Recorded<'_>) {
             ws.orgs.insert(org.clone(), (parent.clone(), account.clone()));
         }
         Event::SubscriptionCreated { terms } => {
-            // The ordered quantity holds from the effective start, even when
-            // the subscription was recorded later (a backdated order).
+            // The ordered quantity holds from the effective start when the
+            // order is backdated; otherwise from the order itself, so that a
+            // change made before a future start still wins.
             let mut quantity = Timeline::default();
-            quantity.push(super::timeline::day_start(terms.effective_start), pos, terms.quantity, id);
+            quantity.push(super::timeline::day_start(terms.effective_start).min(at), pos, terms.quantity, id);
             ws.subscriptions.insert(
                 terms.subscription.clone(),
                 SubscriptionInputs {
