@@ -82,6 +82,16 @@ fn amount(value: Decimal, currency: Currency) -> Money {
     Money::new(value, currency).round_to_minor_unit()
 }
 
+/// A unit price keeps every digit it has (an indexed price is not rounded),
+/// but zero is written like every other zero, to the minor unit.
+fn unit_money(unit: Decimal, currency: Currency) -> Money {
+    if unit.is_zero() {
+        Money::zero(currency)
+    } else {
+        Money::new(unit, currency)
+    }
+}
+
 fn dedup(mut ids: Vec<uuid::Uuid>) -> Vec<uuid::Uuid> {
     let mut seen = BTreeSet::new();
     ids.retain(|id| seen.insert(*id));
@@ -149,10 +159,14 @@ impl Ctx<'_> {
     }
 }
 
-/// Daily users per (account, sku, kind), for per-user charges.
+/// Daily users per (account, sku, kind), for per-user charges. Users are
+/// indices into the workspace's users in id order, so the daily lists stay
+/// sorted and nothing is cloned or compared as text on the hot path.
 #[derive(Debug, Default)]
 struct Usage {
-    daily: Vec<BTreeSet<UserId>>,
+    daily: Vec<Vec<u32>>,
+    /// Every user counted on some day, once.
+    users: Vec<u32>,
     events: Vec<uuid::Uuid>,
 }
 
@@ -168,68 +182,88 @@ enum UsageKind {
 
 type UsageKey = (AccountId, Sku, UserKind, UsageKind);
 
-fn collect_usage(ctx: &Ctx<'_>) -> BTreeMap<UsageKey, Usage> {
+fn collect_usage<'a>(ctx: &Ctx<'a>) -> (BTreeMap<UsageKey, Usage>, Vec<&'a UserInputs>) {
+    let users: Vec<&UserInputs> = ctx.ws.users.values().collect();
     let mut usage: BTreeMap<UsageKey, Usage> = BTreeMap::new();
     let n = ctx.days.len();
     let legacy_sku = ctx.legacy_sku();
-    for user in ctx.ws.users.values() {
-        for (i, day) in ctx.days.iter().enumerate() {
-            let (start, end) = (day_start(*day), day_start(*day + chrono::Days::new(1)));
-            // Billable on a day if active at any moment of it.
-            if !user.status.any_during(start, end, |s| *s == UserStatus::Active) {
+    let bounds: Vec<_> = ctx.days.iter().map(|d| (day_start(*d), day_start(*d + chrono::Days::new(1)))).collect();
+    let legacy_days: Vec<bool> = ctx.days.iter().map(|d| ctx.ws.is_legacy_on(*d)).collect();
+    // Pooled mode asks which account bills a SKU; the answer is the same for every user.
+    let mut pooled_accounts: BTreeMap<&Sku, Option<AccountId>> = BTreeMap::new();
+    let legacy_mask: u64 = legacy_days.iter().enumerate().filter(|(_, l)| **l).fold(0, |m, (i, _)| m | 1 << i);
+    for (index, user) in users.iter().enumerate() {
+        let index = u32::try_from(index).expect("fewer than 4 billion users in a workspace");
+        // Billable on a day if active at any moment of it.
+        let active = user.status.mask_during(&bounds, |s| *s == UserStatus::Active);
+        if active == 0 {
+            continue;
+        }
+        // The user's kind on each day: as it stood at the day's end.
+        let kinds = user.kind.last_in_each(&bounds);
+        // Days on which each module was held at some moment.
+        let mut held: BTreeMap<&Sku, u64> = BTreeMap::new();
+        for (sku, tl) in &user.modules {
+            *held.entry(sku).or_default() |= tl.mask_during(&bounds, |a| *a);
+        }
+        for (group, membership) in &user.groups {
+            let member = membership.mask_during(&bounds, |m| *m);
+            if member == 0 {
                 continue;
             }
-            let Some((kind, _)) = user.kind.before(end).copied() else { continue };
-            let mut held: BTreeSet<&Sku> = BTreeSet::new();
-            for (sku, tl) in &user.modules {
-                if tl.any_during(start, end, |a| *a) {
-                    held.insert(sku);
-                }
+            for (sku, tl) in ctx.ws.group_modules.get(group).into_iter().flatten() {
+                *held.entry(sku).or_default() |= member & tl.mask_during(&bounds, |a| *a);
             }
-            for (group, membership) in &user.groups {
-                if !membership.any_during(start, end, |m| *m) {
-                    continue;
-                }
-                for (sku, tl) in ctx.ws.group_modules.get(group).into_iter().flatten() {
-                    if tl.any_during(start, end, |a| *a) {
-                        held.insert(sku);
+        }
+        // Which days count for what: the plan on legacy days, modules as
+        // trials on legacy days and as billed modules after migration.
+        let mut grants: Vec<(&Sku, u64, UsageKind)> = vec![];
+        if let Some(plan) = &legacy_sku {
+            grants.push((plan, active & legacy_mask, UsageKind::LegacyPlan));
+        }
+        for (sku, days) in held {
+            let days = days & active;
+            let Some(product) = ctx.inputs.catalog.product(sku) else { continue };
+            if days == 0 || product.kind != ProductKind::Module {
+                continue;
+            }
+            grants.push((sku, days & legacy_mask, UsageKind::LegacyTrial));
+            if product.charge_model == ChargeModel::PerActiveUser {
+                grants.push((sku, days & !legacy_mask, UsageKind::Module));
+            }
+        }
+        let mut mine: BTreeMap<(&Sku, UserKind, UsageKind), Vec<usize>> = BTreeMap::new();
+        for (sku, days, what) in grants {
+            for (i, kind) in kinds.iter().enumerate().take(n) {
+                if days & (1 << i) != 0 {
+                    if let Some((kind, _)) = kind {
+                        mine.entry((sku, *kind, what)).or_default().push(i);
                     }
                 }
             }
-            let legacy = ctx.ws.is_legacy_on(*day);
-            let mut record = |sku: &Sku, what: UsageKind| {
-                let Some(account) = ctx.account_for(user, sku) else { return };
-                let u = usage.entry((account, sku.clone(), kind, what)).or_default();
-                if u.daily.is_empty() {
-                    u.daily = vec![BTreeSet::new(); n];
-                }
-                u.daily[i].insert(user.id.clone());
+        }
+        for ((sku, kind, what), days) in mine {
+            let account = match ctx.ws.billing_mode {
+                BillingMode::Pooled => pooled_accounts.entry(sku).or_insert_with(|| ctx.account_for(user, sku)).clone(),
+                _ => ctx.account_for(user, sku),
             };
-            if legacy {
-                if let Some(plan) = &legacy_sku {
-                    record(plan, UsageKind::LegacyPlan);
-                }
+            let Some(account) = account else { continue };
+            let u = usage.entry((account, sku.clone(), kind, what)).or_default();
+            if u.daily.is_empty() {
+                u.daily = vec![Vec::new(); n];
             }
-            for sku in held {
-                let Some(product) = ctx.inputs.catalog.product(sku) else { continue };
-                if product.kind != ProductKind::Module {
-                    continue;
-                }
-                if legacy {
-                    record(sku, UsageKind::LegacyTrial);
-                } else if product.charge_model == ChargeModel::PerActiveUser {
-                    record(sku, UsageKind::Module);
-                }
+            for i in days {
+                u.daily[i].push(index);
             }
+            u.users.push(index);
         }
     }
     // Provenance: the events that decided each counted user's status,
     // kind, modules and groups during the month.
     let (m_start, m_end) = (day_start(ctx.month.first_day()), day_start(ctx.month.next().first_day()));
     for ((_, sku, _, _), u) in usage.iter_mut() {
-        let users: BTreeSet<&UserId> = u.daily.iter().flatten().collect();
-        for id in users {
-            let user = &ctx.ws.users[id];
+        for index in &u.users {
+            let user = users[*index as usize];
             u.events.extend(user.status.events_during(m_start, m_end));
             u.events.extend(user.kind.events_during(m_start, m_end));
             if let Some(tl) = user.modules.get(sku) {
@@ -243,7 +277,15 @@ fn collect_usage(ctx: &Ctx<'_>) -> BTreeMap<UsageKey, Usage> {
             }
         }
     }
-    usage
+    (usage, users)
+}
+
+/// The distinct users of some days, in id order.
+fn distinct(daily: &[&Vec<u32>]) -> Vec<u32> {
+    let mut all: Vec<u32> = daily.iter().flat_map(|d| d.iter().copied()).collect();
+    all.sort_unstable();
+    all.dedup();
+    all
 }
 
 fn policy_name(p: CountingPolicy) -> &'static str {
@@ -271,7 +313,7 @@ impl Count {
 }
 
 /// Count users over the counted days according to the policy.
-fn count(policy: CountingPolicy, daily: &[&BTreeSet<UserId>], days_in_month: Decimal) -> Count {
+fn count(policy: CountingPolicy, daily: &[&Vec<u32>], days_in_month: Decimal) -> Count {
     let counts: Vec<usize> = daily.iter().map(|d| d.len()).collect();
     let list = counts.iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
     let whole = |n: usize, how: String| Count { numerator: Decimal::from(n), divisor: Decimal::ONE, how };
@@ -285,8 +327,8 @@ fn count(policy: CountingPolicy, daily: &[&BTreeSet<UserId>], days_in_month: Dec
             whole(peak, format!("peak of daily counts [{list}] = {peak}"))
         }
         CountingPolicy::AnyTime => {
-            let distinct: BTreeSet<&UserId> = daily.iter().flat_map(|d| d.iter()).collect();
-            whole(distinct.len(), format!("{} distinct users on any day", distinct.len()))
+            let users = distinct(daily).len();
+            whole(users, format!("{users} distinct users on any day"))
         }
         CountingPolicy::DailyProrated => {
             let sum: usize = counts.iter().sum();
@@ -304,12 +346,13 @@ fn per_user_lines(
     lines: &mut BTreeMap<AccountId, Vec<InvoiceLine>>,
     problems: &mut Vec<InvoiceProblem>,
 ) {
-    for ((account, sku, kind, what), usage) in collect_usage(ctx) {
+    let (all_usage, users) = collect_usage(ctx);
+    for ((account, sku, kind, what), usage) in all_usage {
         let Some(acc) = ctx.ws.accounts.get(&account) else { continue };
         let name = ctx.product_name(&sku);
         let kind_word = kind.as_str();
         if what == UsageKind::LegacyTrial {
-            let all: Vec<&BTreeSet<UserId>> = usage.daily.iter().collect();
+            let all: Vec<&Vec<u32>> = usage.daily.iter().collect();
             let counted = count(CountingPolicy::AnyTime, &all, ctx.days_in_month());
             let (quantity, how) = (counted.quantity(), counted.how);
             lines.entry(account.clone()).or_default().push(InvoiceLine {
@@ -330,13 +373,12 @@ fn per_user_lines(
             continue;
         }
         let Some(sub) = ctx.pricing(&account, &sku) else {
-            let users = usage.daily.iter().flatten().collect::<BTreeSet<_>>().len();
             problems.push(InvoiceProblem::Unpriced {
                 workspace: ctx.ws.id.clone(),
                 account: account.clone(),
                 sku: sku.clone(),
                 currency: acc.currency,
-                users,
+                users: usage.users.len(),
             });
             continue;
         };
@@ -349,7 +391,7 @@ fn per_user_lines(
             continue;
         }
         let policy = sub.terms.counting_policy.unwrap_or(CountingPolicy::EndOfPeriod);
-        let daily: Vec<&BTreeSet<UserId>> = counted.iter().map(|i| &usage.daily[*i]).collect();
+        let daily: Vec<&Vec<u32>> = counted.iter().map(|i| &usage.daily[*i]).collect();
         let counted_users = count(policy, &daily, ctx.days_in_month());
         let quantity = counted_users.quantity();
         let how = counted_users.how.clone();
@@ -369,8 +411,7 @@ fn per_user_lines(
         let mut events = vec![sub.created_event];
         events.extend(usage.events.iter().copied());
         events.extend(index_events);
-        let users: Vec<String> =
-            daily.iter().flat_map(|d| d.iter()).collect::<BTreeSet<_>>().iter().map(|u| u.to_string()).collect();
+        let users: Vec<String> = distinct(&daily).iter().map(|i| users[*i as usize].id.to_string()).collect();
         lines.entry(account.clone()).or_default().push(InvoiceLine {
             key: format!("{rule_base}/{sku}/{kind_word}"),
             description: format!("{name}, {kind_word} users{}", if is_trial { " (trial)" } else { "" }),
@@ -384,7 +425,7 @@ fn per_user_lines(
                 sub.terms.discount
             ),
             quantity,
-            unit_price: Money::new(unit, acc.currency),
+            unit_price: unit_money(unit, acc.currency),
             discount: sub.terms.discount,
             amount: amount(value, acc.currency),
             taxable: sub.terms.taxable,
@@ -481,7 +522,7 @@ fn per_licence_lines(ctx: &Ctx<'_>, lines: &mut BTreeMap<AccountId, Vec<InvoiceL
                 rule: format!("per_licence.daily_prorated{}", if zero_reason.is_some() { ".zero" } else { "" }),
                 formula,
                 quantity,
-                unit_price: Money::new(price, currency),
+                unit_price: unit_money(price, currency),
                 discount: sub.terms.discount,
                 amount: amount(value, currency),
                 taxable: sub.terms.taxable,
@@ -633,7 +674,7 @@ fn monthly_active_lines(ctx: &Ctx<'_>, lines: &mut BTreeMap<AccountId, Vec<Invoi
                 sub.terms.discount
             ),
             quantity,
-            unit_price: Money::new(unit, acc.currency),
+            unit_price: unit_money(unit, acc.currency),
             discount: sub.terms.discount,
             amount: amount(value, acc.currency),
             taxable: sub.terms.taxable,

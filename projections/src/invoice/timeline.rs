@@ -74,6 +74,43 @@ impl<T: Clone> Timeline<T> {
         self.entries[range].iter().filter(move |e| e.at < end).map(|e| e.event)
     }
 
+    /// For consecutive periods `[start, end)` (days, in order), a bit per
+    /// period: set when a value satisfying `pred` was in effect at some moment
+    /// of it. One sweep over the entries, instead of a search per period.
+    pub fn mask_during(&self, periods: &[(DateTime<Utc>, DateTime<Utc>)], pred: impl Fn(&T) -> bool) -> u64 {
+        assert!(periods.len() <= 64, "a mask holds at most 64 periods");
+        let mut mask = 0u64;
+        let mut next = 0;
+        let mut current: Option<&T> = None;
+        for (i, (start, end)) in periods.iter().enumerate() {
+            while next < self.entries.len() && self.entries[next].at <= *start {
+                current = Some(&self.entries[next].value);
+                next += 1;
+            }
+            let any = current.is_some_and(&pred)
+                || self.entries[next..].iter().take_while(|e| e.at < *end).any(|e| pred(&e.value));
+            if any {
+                mask |= 1 << i;
+            }
+        }
+        mask
+    }
+
+    /// For consecutive periods, the value in effect just before each one ends.
+    pub fn last_in_each(&self, periods: &[(DateTime<Utc>, DateTime<Utc>)]) -> Vec<Option<&T>> {
+        let mut out = Vec::with_capacity(periods.len());
+        let mut next = 0;
+        let mut current: Option<&T> = None;
+        for (_, end) in periods {
+            while next < self.entries.len() && self.entries[next].at < *end {
+                current = Some(&self.entries[next].value);
+                next += 1;
+            }
+            out.push(current);
+        }
+        out
+    }
+
     /// Whether any value in effect during `[start, end)` satisfies `pred`.
     pub fn any_during(&self, start: DateTime<Utc>, end: DateTime<Utc>, pred: impl Fn(&T) -> bool) -> bool {
         self.during(start, end).any(pred)
@@ -105,5 +142,25 @@ mod tests {
         assert_eq!(day, [5, 8]);
         let ids: Vec<u128> = tl.events_during(t(11, 0), t(21, 0)).map(|u| u.as_u128()).collect();
         assert_eq!(ids, [1, 2]);
+    }
+
+    #[test]
+    fn masks_agree_with_one_search_per_day() {
+        let mut tl = Timeline::default();
+        tl.push(t(3, 12), 1, false, uuid::Uuid::from_u128(1));
+        tl.push(t(5, 0), 2, true, uuid::Uuid::from_u128(2));
+        tl.push(t(9, 18), 3, false, uuid::Uuid::from_u128(3));
+        tl.push(t(9, 19), 4, true, uuid::Uuid::from_u128(4));
+        tl.push(t(9, 20), 5, false, uuid::Uuid::from_u128(5));
+        let days: Vec<(DateTime<Utc>, DateTime<Utc>)> = (1..=12).map(|d| (t(d, 0), t(d + 1, 0))).collect();
+        let mask = tl.mask_during(&days, |v| *v);
+        for (i, (start, end)) in days.iter().enumerate() {
+            assert_eq!(mask & (1 << i) != 0, tl.any_during(*start, *end, |v| *v), "day {}", i + 1);
+        }
+        assert_eq!(mask, 0b0_0001_1111_0000, "true from the 5th to the 9th");
+        let last = tl.last_in_each(&days);
+        for (i, (_, end)) in days.iter().enumerate() {
+            assert_eq!(last[i], tl.before(*end), "day {}", i + 1);
+        }
     }
 }
