@@ -92,9 +92,11 @@ fn unit_money(unit: Decimal, currency: Currency) -> Money {
     }
 }
 
+/// Provenance ids, once each, in id order: event ids are UUIDv7, so this is
+/// the order in which the ledger recorded them.
 fn dedup(mut ids: Vec<uuid::Uuid>) -> Vec<uuid::Uuid> {
-    let mut seen = BTreeSet::new();
-    ids.retain(|id| seen.insert(*id));
+    ids.sort_unstable();
+    ids.dedup();
     ids
 }
 
