@@ -303,10 +303,10 @@ fn decide_existing(
             },
         )?,
         C::TopUpLicences { sku, organization, subscription, quantity, trigger_event } => {
-            if ws.applied_top_ups.contains(trigger_event) {
+            let pool = pool_for(ws, sku, organization.as_ref())?;
+            if ws.applied_top_ups.contains(&(*trigger_event, pool.clone())) {
                 return Err(DomainError::TopUpAlreadyApplied(*trigger_event));
             }
-            let pool = pool_for(ws, sku, organization.as_ref())?;
             let caps = ws
                 .settings
                 .get(&pool)
@@ -880,13 +880,13 @@ fn auto_top_up(
     trigger_event: uuid::Uuid,
     effects: &mut PoolEffects,
 ) -> Result<Vec<Event>, DomainError> {
-    if ws.applied_top_ups.contains(&trigger_event) {
-        return Err(DomainError::TopUpAlreadyApplied(trigger_event));
-    }
     if catalog.product(sku).is_none() {
         return Err(DomainError::ProductNotFound(sku.clone()));
     }
     let pool = pool_for(ws, sku, organization)?;
+    if ws.applied_top_ups.contains(&(trigger_event, pool.clone())) {
+        return Err(DomainError::TopUpAlreadyApplied(trigger_event));
+    }
     let caps = ws
         .settings
         .get(&pool)

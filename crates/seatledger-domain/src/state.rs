@@ -194,7 +194,9 @@ pub struct Workspace {
     pub settings: BTreeMap<PoolKey, LicenceSettings>,
     pub alerts_raised: BTreeSet<PoolKey>,
     pub recipients: BTreeMap<RecipientId, Recipient>,
-    pub applied_top_ups: BTreeSet<uuid::Uuid>,
+    /// (trigger event, pool) of every top-up applied or stopped by a cap:
+    /// one event may drain several pools, and each is topped up once.
+    pub applied_top_ups: BTreeSet<(uuid::Uuid, PoolKey)>,
     /// Licences added by top-ups, per pool and calendar month (for the cap per month).
     pub top_ups_by_month: BTreeMap<(PoolKey, crate::calendar::Month), u64>,
     pub memberships: BTreeMap<MembershipId, Membership>,
@@ -294,7 +296,7 @@ impl Workspace {
                 sub.quantity = *to;
                 sub.last_order = order.clone();
                 if let QuantityReason::AutomaticTopUp { trigger_event } = reason {
-                    self.applied_top_ups.insert(*trigger_event);
+                    self.applied_top_ups.insert((*trigger_event, pool.clone()));
                     // A top-up's order date is the day it was decided on.
                     if let Some(day) = order.order_date {
                         let month = crate::calendar::Month::containing(day);
@@ -303,8 +305,8 @@ impl Workspace {
                     }
                 }
             }
-            Event::TopUpCapReached { trigger_event, .. } => {
-                self.applied_top_ups.insert(*trigger_event);
+            Event::TopUpCapReached { trigger_event, pool, .. } => {
+                self.applied_top_ups.insert((*trigger_event, pool.clone()));
             }
             Event::DeactivationScheduled { subscription, deactivate_on } => {
                 self.subscription_mut(subscription).deactivate_on = *deactivate_on;

@@ -649,7 +649,7 @@ fn a_top_up_is_applied_once_per_trigger_event() {
             channel: SubscriptionChannel::System,
         }],
     );
-    assert!(h.ws().applied_top_ups.contains(&trigger));
+    assert!(h.ws().applied_top_ups.contains(&(trigger, pool(HYBRID))));
     then_refused!(h.when(top_up), DomainError::TopUpAlreadyApplied(t) if *t == trigger, [&trigger.to_string()]);
     assert_eq!(h.ws().subscriptions[&sub("s1")].quantity, 4);
 }
@@ -1101,4 +1101,22 @@ fn top_ups_need_settings_and_explicit_ones_respect_the_caps() {
         DomainError::TopUpCapExceeded { what: "cap per month", .. },
         ["exceeds the cap per month of 3"]
     );
+}
+
+#[test]
+fn one_event_that_drains_two_pools_tops_up_each_pool_once() {
+    let mut h = TestHarness::new();
+    h.given(single_workspace(1));
+    h.given(eur_subscription("s1", HYBRID, 1));
+    h.given(eur_subscription("s2", UNIFY, 1));
+    h.run(configure(HYBRID, None, top_up_settings(1, 5, 10)));
+    h.run(configure(UNIFY, None, top_up_settings(1, 5, 10)));
+    h.run(assign(HYBRID, to_user("u1")));
+    h.run(assign(UNIFY, to_user("u1")));
+    // The same trigger (say, the user's return from deleted) for both pools.
+    let trigger = uuid::Uuid::from_u128(77);
+    let for_pool = |s: &str| WorkspaceCommand::AutoTopUp { sku: sku(s), organization: None, trigger_event: trigger };
+    assert_eq!(topped_up(&h.run(for_pool(HYBRID))), [(1, 2)]);
+    assert_eq!(topped_up(&h.run(for_pool(UNIFY))), [(1, 2)]);
+    then_refused!(h.when(for_pool(UNIFY)), DomainError::TopUpAlreadyApplied(t) if *t == trigger, ["already applied"]);
 }
