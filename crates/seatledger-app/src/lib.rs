@@ -14,7 +14,9 @@ pub mod decode;
 pub mod handler;
 pub mod ids;
 pub mod invoicing;
+pub mod notify;
 pub mod runner;
+pub mod topup;
 pub mod transfer;
 
 pub use decode::{decode_stored, DecodedEvent};
