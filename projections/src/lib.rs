@@ -13,8 +13,11 @@
 
 pub mod audit;
 pub mod change_log;
+pub mod directory;
 pub mod invoice;
 pub mod licence_state;
+pub mod notifications;
+pub mod reports;
 
 use chrono::{DateTime, Utc};
 use seatledger_domain::{Event, StreamId};

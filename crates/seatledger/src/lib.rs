@@ -4,8 +4,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod directory_cli;
 pub mod invoice_cli;
+pub mod licence_cli;
 pub mod render;
+pub mod report_cli;
 pub mod scenario;
 pub mod store_url;
 

@@ -112,6 +112,30 @@ enum Cmd {
         #[command(subcommand)]
         command: InvoiceCmd,
     },
+    /// Licence pools: list, add licences, alert and top-up settings, logs, top-ups.
+    Licences {
+        #[command(subcommand)]
+        command: seatledger::licence_cli::LicencesCmd,
+    },
+    /// Notifications: list, deliver, recipients.
+    Notifications {
+        #[command(subcommand)]
+        command: seatledger::licence_cli::NotificationsCmd,
+    },
+    /// Licence reports: available licences, utilisation, top-ups and additions.
+    Report {
+        #[command(subcommand)]
+        command: seatledger::report_cli::ReportCmd,
+    },
+    /// The billing overview: modules per regular and guest user, per workspace.
+    Overview(seatledger::directory_cli::OverviewArgs),
+    /// Users of a workspace (CSV export).
+    Users {
+        #[command(subcommand)]
+        command: seatledger::directory_cli::UsersCmd,
+    },
+    /// Licensing reporting data, versions 3.5 (legacy plans and modules) and 4.0 (modules only), as JSON.
+    LicensingReport(seatledger::directory_cli::LicensingReportArgs),
     /// Walk the hash chain and name the first broken link.
     Verify,
     /// Drop every projection checkpoint and rebuild from zero.
@@ -181,10 +205,13 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(code) => code,
-        // A reader that stopped reading (`| head`) is not an error.
+        // A reader that stopped reading (`| head`) is not an error. Some writers
+        // (csv, table renderers) hand the IO error on as text, so the message
+        // is checked too.
         Err(e)
             if e.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                    || c.to_string().ends_with("Broken pipe (os error 32)")
             }) =>
         {
             ExitCode::SUCCESS
@@ -301,6 +328,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Invoice { command } => invoice_cli::run(&ctx.store, ctx.json, command, &mut std::io::stdout()).await,
+        Cmd::Licences { command } => {
+            seatledger::licence_cli::run_licences(command, ctx.store.clone(), ctx.json, &mut std::io::stdout()).await
+        }
+        Cmd::Notifications { command } => {
+            seatledger::licence_cli::run_notifications(command, ctx.store.clone(), ctx.json, &mut std::io::stdout())
+                .await
+        }
+        Cmd::Report { command } => {
+            seatledger::report_cli::run_report(command, ctx.store.clone(), ctx.json, &mut std::io::stdout()).await
+        }
+        Cmd::Overview(args) => {
+            seatledger::directory_cli::run_overview(args, ctx.store.clone(), ctx.json, &mut std::io::stdout()).await
+        }
+        Cmd::Users { command } => {
+            seatledger::directory_cli::run_users(command, ctx.store.clone(), ctx.json, &mut std::io::stdout()).await
+        }
+        Cmd::LicensingReport(args) => {
+            seatledger::directory_cli::run_licensing_report(args, ctx.store.clone(), ctx.json, &mut std::io::stdout())
+                .await
+        }
         Cmd::Verify => {
             let report = ctx.store.verify().await?;
             if ctx.json {

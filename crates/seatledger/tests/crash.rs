@@ -39,6 +39,13 @@ async fn head_of(db: &std::path::Path) -> u64 {
     store.head_position().await.unwrap()
 }
 
+/// While the child creates the file, opening it may fail (schema not there
+/// yet, or the creating transaction holds the lock): that is "not yet".
+async fn head_if_ready(db: &std::path::Path) -> Option<u64> {
+    let store = SqliteStore::open(db, Arc::new(SystemClock)).ok()?;
+    store.head_position().await.ok()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_midway_stops_at_a_batch_boundary_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +65,7 @@ async fn an_import_killed_midway_stops_at_a_batch_boundary_and_resumes() {
     loop {
         assert!(started.elapsed() < Duration::from_secs(120), "the import never started writing");
         assert!(child.try_wait().unwrap().is_none(), "the import finished before it could be killed; raise EVENTS");
-        if db.exists() && head_of(&db).await >= 3 * BATCH {
+        if db.exists() && head_if_ready(&db).await.is_some_and(|head| head >= 3 * BATCH) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
