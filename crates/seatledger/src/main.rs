@@ -254,13 +254,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::State { at, workspace, as_of } => {
             let mut state = LicenceState::default();
-            ctx.project_as_of(&as_of, &mut [&mut state]).await?;
+            let mut reports = seatledger_projections::reports::LicenceReports::default();
+            ctx.project_as_of(&as_of, &mut [&mut state, &mut reports]).await?;
             let on = at.unwrap_or_else(|| Utc::now().date_naive());
-            let rows: Vec<_> = state
+            let mut rows: Vec<_> = state
                 .pools_on(on)
                 .into_iter()
                 .filter(|r| workspace.as_ref().is_none_or(|w| &r.workspace == w))
                 .collect();
+            // Seats as they stood at the end of that day in business time, not
+            // as they stand now: `--at` asks for the whole pool on that day.
+            let day_end = on.succ_opt().unwrap_or(on).and_hms_opt(0, 0, 0).expect("midnight exists").and_utc();
+            for row in &mut rows {
+                let pool = seatledger_projections::reports::ReportPool::new(
+                    row.workspace.parse()?,
+                    row.organization.as_deref().map(str::parse).transpose()?,
+                    row.sku.parse()?,
+                );
+                if let Ok(timeline) = reports.assigned_timeline(&pool) {
+                    row.assigned = timeline.iter().take_while(|(t, _)| *t < day_end).last().map_or(0, |(_, n)| *n);
+                    row.available = row.total.saturating_sub(row.assigned);
+                }
+            }
             if ctx.json {
                 let mut value = serde_json::json!({ "on": on, "pools": rows });
                 if let Some(p) = as_of.as_of_position {

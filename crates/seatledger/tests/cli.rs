@@ -296,3 +296,22 @@ fn the_demo_runs_on_the_named_store_and_a_second_run_changes_nothing() {
     assert_eq!(second.matches("already in the ledger; nothing new").count(), 5, "{second}");
     assert_eq!(l.head(), head, "a second demo run appended events");
 }
+
+/// `state --at` shows the pool as it stood on that business day: licences
+/// and seats alike (the seat was assigned on March 2nd).
+#[test]
+fn state_at_a_past_day_shows_the_seats_of_that_day() {
+    let l = Ledger::new();
+    let setup = l.file("setup.jsonl", SETUP);
+    l.ok(&["apply", setup.to_str().unwrap()]);
+    let users = l.file("users.jsonl", &[user("u1"), assign("u1")].join("\n"));
+    l.ok(&["apply", users.to_str().unwrap()]);
+    let pool = |day: &str| -> (u64, u64, u64) {
+        let v: serde_json::Value = serde_json::from_str(&l.ok(&["state", "--json", "--at", day])).unwrap();
+        let p = &v["pools"][0];
+        (p["total"].as_u64().unwrap(), p["assigned"].as_u64().unwrap(), p["available"].as_u64().unwrap())
+    };
+    assert_eq!(pool("2024-03-01"), (2, 0, 2));
+    assert_eq!(pool("2024-03-02"), (2, 1, 1));
+    assert_eq!(pool("2024-02-28"), (0, 0, 0), "before the subscription started");
+}
