@@ -239,6 +239,10 @@ fn percent_text(p: Option<Decimal>) -> String {
     p.map_or_else(|| "n/a".to_owned(), |p| format!("{p}%"))
 }
 
+/// The one place report figures become floats: Excel keeps every number as
+/// an IEEE double and the chart draws in `f64` coordinates. Only counts and
+/// utilisation percentages pass through here, never money; the JSON and CSV
+/// outputs keep the exact decimal text.
 fn to_f64(d: Decimal) -> f64 {
     f64::try_from(d).unwrap_or(f64::NAN)
 }
