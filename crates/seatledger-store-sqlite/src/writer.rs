@@ -18,8 +18,8 @@ use crate::rows::{micros, to_sql_int, uuid_text, Context};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension};
 use seatledger_store::{
-    chain, truncate_to_micros, validate_event_fields, validate_stream_name, AppendOutcome, Checkpoint, Clock,
-    ImportOutcome, StoreError, StoredEvent, StreamAppend,
+    chain, dedup_by_event_ids, truncate_to_micros, validate_event_fields, validate_stream_name, AppendOutcome,
+    Checkpoint, Clock, EventLocation, ImportOutcome, StoreError, StoredEvent, StreamAppend,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -455,15 +455,7 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// Where an event id is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Location {
-    pub(crate) stream: String,
-    pub(crate) stream_version: u64,
-    pub(crate) position: u64,
-}
-
-fn locate(conn: &Connection, id: Uuid) -> Result<Option<Location>, StoreError> {
+fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreError> {
     let doing = || format!("looking up event id {id}");
     let mut stmt =
         conn.prepare_cached("SELECT stream, stream_version, position FROM events WHERE id = ?1").context(doing)?;
@@ -472,49 +464,13 @@ fn locate(conn: &Connection, id: Uuid) -> Result<Option<Location>, StoreError> {
         .optional()
         .context(doing)?;
     row.map(|(stream, version, position)| {
-        Ok(Location {
+        Ok(EventLocation {
             stream_version: crate::rows::from_sql_int(version, &format!("the version of event {id}"))?,
             position: crate::rows::from_sql_int(position, &format!("the position of event {id}"))?,
             stream,
         })
     })
     .transpose()
-}
-
-/// The event-id half of idempotency: `Some(outcome)` when every event is
-/// stored already, in this stream, at consecutive versions in the same order;
-/// `None` when none is; `DuplicateEventId` for anything in between.
-fn dedup_by_event_ids(stream: &str, found: &[(Uuid, Option<Location>)]) -> Result<Option<AppendOutcome>, StoreError> {
-    let Some((first_id, first)) = found.iter().find_map(|(id, loc)| loc.as_ref().map(|l| (*id, l))) else {
-        return Ok(None);
-    };
-    let duplicate = || StoreError::DuplicateEventId {
-        id: first_id,
-        stream: first.stream.clone(),
-        stream_version: first.stream_version,
-    };
-    let mut previous: Option<&Location> = None;
-    for (_, location) in found {
-        let Some(location) = location else {
-            return Err(duplicate());
-        };
-        if location.stream != stream {
-            return Err(duplicate());
-        }
-        if previous.is_some_and(|p| location.stream_version != p.stream_version + 1) {
-            return Err(duplicate());
-        }
-        previous = Some(location);
-    }
-    let last = previous.unwrap_or(first);
-    Ok(Some(AppendOutcome {
-        stream: stream.to_owned(),
-        first_version: first.stream_version,
-        last_version: last.stream_version,
-        first_position: first.position,
-        last_position: last.position,
-        deduplicated: true,
-    }))
 }
 
 /// The outcome a command id produced, derived from the events that carry it:

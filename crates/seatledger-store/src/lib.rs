@@ -397,6 +397,54 @@ pub fn validate_appends(appends: &[StreamAppend]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Where an event id is stored already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventLocation {
+    pub stream: String,
+    pub stream_version: u64,
+    pub position: u64,
+}
+
+/// The event-id half of idempotency, the same rule for every backend: given
+/// where each event of an append to `stream` is stored already, `Some(outcome)`
+/// when all of them are, in this stream, at consecutive versions in the same
+/// order (a retry); `None` when none is; `DuplicateEventId` for anything in between.
+pub fn dedup_by_event_ids(
+    stream: &str,
+    found: &[(Uuid, Option<EventLocation>)],
+) -> Result<Option<AppendOutcome>, StoreError> {
+    let Some((first_id, first)) = found.iter().find_map(|(id, loc)| loc.as_ref().map(|l| (*id, l))) else {
+        return Ok(None);
+    };
+    let duplicate = || StoreError::DuplicateEventId {
+        id: first_id,
+        stream: first.stream.clone(),
+        stream_version: first.stream_version,
+    };
+    let mut previous: Option<&EventLocation> = None;
+    for (_, location) in found {
+        let Some(location) = location else {
+            return Err(duplicate());
+        };
+        if location.stream != stream {
+            return Err(duplicate());
+        }
+        if previous.is_some_and(|p| location.stream_version != p.stream_version + 1) {
+            return Err(duplicate());
+        }
+        previous = Some(location);
+    }
+    let last = previous.unwrap_or(first);
+    Ok(Some(AppendOutcome {
+        stream: stream.to_owned(),
+        first_version: first.stream_version,
+        last_version: last.stream_version,
+        first_position: first.position,
+        last_position: last.position,
+        deduplicated: true,
+    }))
+}
+
 /// A stream name is non-empty, at most [`MAX_STREAM_NAME_BYTES`] long, and
 /// has no control characters.
 pub fn validate_stream_name(stream: &str) -> Result<(), StoreError> {

@@ -7,9 +7,9 @@
 //! without an undo log: the apply step cannot fail.
 
 use crate::{
-    chain, truncate_to_micros, validate_appends, validate_event_fields, validate_stream_name, AppendOutcome,
-    Checkpoint, Clock, Direction, EventStore, ImportOutcome, StoreError, StoredEvent, StreamAppend, SystemClock,
-    MAX_READ_COUNT,
+    chain, dedup_by_event_ids, truncate_to_micros, validate_appends, validate_event_fields, validate_stream_name,
+    AppendOutcome, Checkpoint, Clock, Direction, EventLocation, EventStore, ImportOutcome, StoreError, StoredEvent,
+    StreamAppend, SystemClock, MAX_READ_COUNT,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -86,14 +86,6 @@ impl State {
     }
 }
 
-/// Where an event id is stored.
-#[derive(Debug, Clone)]
-struct Location {
-    stream: String,
-    stream_version: u64,
-    position: u64,
-}
-
 /// Writes checked against the state plus everything staged before them, and
 /// applied all together or not at all.
 struct Staging<'a> {
@@ -125,14 +117,18 @@ impl<'a> Staging<'a> {
         self.state.streams.get(stream).and_then(|positions| positions.len().checked_sub(1)).map(|v| v as u64)
     }
 
-    fn locate(&self, id: Uuid) -> Option<Location> {
+    fn locate(&self, id: Uuid) -> Option<EventLocation> {
         if let Some(&index) = self.ids.get(&id) {
             let e = &self.events[index];
-            return Some(Location { stream: e.stream.clone(), stream_version: e.stream_version, position: e.position });
+            return Some(EventLocation {
+                stream: e.stream.clone(),
+                stream_version: e.stream_version,
+                position: e.position,
+            });
         }
         self.state.ids.get(&id).map(|&position| {
             let e = self.state.event_at(position);
-            Location { stream: e.stream.clone(), stream_version: e.stream_version, position }
+            EventLocation { stream: e.stream.clone(), stream_version: e.stream_version, position }
         })
     }
 
@@ -236,7 +232,9 @@ fn plan(staging: &Staging<'_>, append: &StreamAppend) -> Result<Plan, StoreError
             return Ok(Plan::Deduplicated(AppendOutcome { deduplicated: true, ..recorded.clone() }));
         }
     }
-    if let Some(outcome) = dedup_by_event_ids(append, |id| staging.locate(id))? {
+    let found: Vec<(Uuid, Option<EventLocation>)> =
+        append.events.iter().map(|e| (e.id, staging.locate(e.id))).collect();
+    if let Some(outcome) = dedup_by_event_ids(&append.stream, &found)? {
         return Ok(Plan::Deduplicated(outcome));
     }
     let actual = staging.stream_version(&append.stream);
@@ -244,48 +242,6 @@ fn plan(staging: &Staging<'_>, append: &StreamAppend) -> Result<Plan, StoreError
         return Err(StoreError::Conflict { stream: append.stream.clone(), expected: append.expected, actual });
     }
     Ok(Plan::Write)
-}
-
-/// The event-id half of idempotency: `Some(outcome)` when every event of the
-/// append is stored already, in this stream, at consecutive versions and in
-/// the same order; `None` when none is; an error for anything in between.
-fn dedup_by_event_ids(
-    append: &StreamAppend,
-    locate: impl Fn(Uuid) -> Option<Location>,
-) -> Result<Option<AppendOutcome>, StoreError> {
-    let found: Vec<(Uuid, Option<Location>)> = append.events.iter().map(|e| (e.id, locate(e.id))).collect();
-    let Some((first_id, first)) = found.iter().find_map(|(id, loc)| loc.as_ref().map(|l| (*id, l))) else {
-        return Ok(None);
-    };
-    let duplicate = || StoreError::DuplicateEventId {
-        id: first_id,
-        stream: first.stream.clone(),
-        stream_version: first.stream_version,
-    };
-    let mut previous: Option<&Location> = None;
-    for (_, location) in &found {
-        let Some(location) = location else {
-            return Err(duplicate());
-        };
-        if location.stream != append.stream {
-            return Err(duplicate());
-        }
-        if let Some(previous) = previous {
-            if location.stream_version != previous.stream_version + 1 {
-                return Err(duplicate());
-            }
-        }
-        previous = Some(location);
-    }
-    let last = previous.unwrap_or(first);
-    Ok(Some(AppendOutcome {
-        stream: append.stream.clone(),
-        first_version: first.stream_version,
-        last_version: last.stream_version,
-        first_position: first.position,
-        last_position: last.position,
-        deduplicated: true,
-    }))
 }
 
 /// Check an imported event's own fields, naming it in the error.
