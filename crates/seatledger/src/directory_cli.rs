@@ -5,9 +5,10 @@
 //!
 //! What counts and why is documented in `docs/reporting-api.md`.
 
+use crate::render::{right, write_json};
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, ContentArrangement, Table};
 use seatledger_app::invoicing::{fold_known, AsOf};
 use seatledger_domain::WorkspaceId;
 use seatledger_projections::directory::{
@@ -65,12 +66,6 @@ fn workspace_id(text: &str) -> anyhow::Result<WorkspaceId> {
     WorkspaceId::new(text).map_err(|e| anyhow!("--workspace {text:?} is not a workspace id: {e}"))
 }
 
-fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
-
 /// Print the Billing page overview of one workspace or all.
 pub async fn run_overview(
     args: OverviewArgs,
@@ -97,10 +92,6 @@ pub async fn run_overview(
         write!(out, "{}", overview_text(overview))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn right(v: impl ToString) -> Cell {
-    Cell::new(v.to_string()).set_alignment(CellAlignment::Right)
 }
 
 /// One workspace's overview as a table, with what it does not count said below.

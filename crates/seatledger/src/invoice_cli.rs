@@ -6,6 +6,7 @@
 //! hands documents to [`crate::render`] or to the codec for `--json`.
 
 use crate::render;
+use crate::render::write_json;
 use crate::scenario::{derive_command_id, to_command};
 use anyhow::{anyhow, bail, Context};
 use chrono::{DateTime, Utc};
@@ -542,12 +543,6 @@ fn explain_unknown_account(e: InvoicingError, month: Month, at_head: bool) -> an
 // ---------------------------------------------------------------------------
 // JSON
 // ---------------------------------------------------------------------------
-
-fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
 
 /// The document inside an encoded event's payload, byte for byte.
 fn take_field(payload: &str, field: &str) -> anyhow::Result<Box<RawValue>> {

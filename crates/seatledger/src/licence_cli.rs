@@ -10,10 +10,11 @@
 //! checkpoint and `licences top-up`, which keeps the process manager's.
 //! How it all works: `docs/licence-manager.md`.
 
+use crate::render::{right, table, write_json};
 use anyhow::{anyhow, bail};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{ArgGroup, Subcommand};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::Cell;
 use seatledger_app::invoicing::{fold_known, AsOf};
 use seatledger_app::notify::{self, notification_line, CollectingSink, FileSink};
 use seatledger_app::topup::{AttemptOutcome, TopUpManager};
@@ -301,24 +302,6 @@ fn settings_text(s: &LicenceSettings) -> String {
 // ---------------------------------------------------------------------------
 // Output
 // ---------------------------------------------------------------------------
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.to_vec());
-    t
-}
-
-fn right(v: impl ToString) -> Cell {
-    Cell::new(v.to_string()).set_alignment(CellAlignment::Right)
-}
-
-fn write_json(out: &mut dyn Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
-    writeln!(out)?;
-    Ok(())
-}
 
 /// The events a command appended, as type and sentence.
 fn events_json(events: &[Event]) -> Vec<Value> {

@@ -161,10 +161,7 @@ fn progress_bar(label: &str) -> ProgressBar {
 }
 
 fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
-    Ok(())
+    render::write_json(&mut std::io::stdout().lock(), value)
 }
 
 struct Ctx {

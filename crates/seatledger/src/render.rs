@@ -12,7 +12,8 @@ use seatledger_projections::licence_state::PoolRow;
 use seatledger_store::VerifyReport;
 use std::collections::BTreeMap;
 
-fn table(header: &[&str]) -> Table {
+/// A table in the house style.
+pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Disabled)
@@ -20,8 +21,16 @@ fn table(header: &[&str]) -> Table {
     t
 }
 
-fn right(v: impl ToString) -> Cell {
+/// A right-aligned cell, for numbers.
+pub fn right(v: impl ToString) -> Cell {
     Cell::new(v.to_string()).set_alignment(CellAlignment::Right)
+}
+
+/// Pretty JSON and a newline: every `--json` output.
+pub fn write_json(out: &mut dyn std::io::Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
 }
 
 /// Licence state: one row per pool.

@@ -12,10 +12,11 @@
 //! `as_of` (everything by default). Definitions: `docs/reports.md`.
 
 use crate::invoice_cli::{fold_as_of, AsOfArgs};
+use crate::render::{right, table};
 use anyhow::{anyhow, bail, Context};
 use chrono::{Datelike, NaiveDate, SecondsFormat};
 use clap::{Args, Subcommand, ValueEnum};
-use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
+use comfy_table::{Cell, Table};
 use rust_decimal::Decimal;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet};
 use seatledger_domain::{Month, OrgId, Sku, WorkspaceId};
@@ -262,18 +263,6 @@ fn write_licences(report: &PoolReport, format: ReportFormat, out: &mut dyn Write
         ReportFormat::Xlsx => bail!("an Excel workbook is written to a file only: give --out FILE.xlsx"),
     }
     Ok(())
-}
-
-fn table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.to_vec());
-    t
-}
-
-fn right(v: impl ToString) -> Cell {
-    Cell::new(v.to_string()).set_alignment(CellAlignment::Right)
 }
 
 fn pool_title(report: &PoolReport) -> String {
