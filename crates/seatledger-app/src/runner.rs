@@ -173,8 +173,9 @@ impl ProjectionRunner {
                     }
                 }
             }
-            let caught_up = self.store.head_position().await? <= position;
-            if since_save >= CHECKPOINT_EVERY || caught_up {
+            // Drained means caught up with what the last read saw: save then,
+            // without asking the store for its head on every event.
+            if since_save >= CHECKPOINT_EVERY || subscription.is_drained() {
                 self.save(projections, &positions).await?;
                 since_save = 0;
             }

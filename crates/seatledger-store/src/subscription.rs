@@ -38,6 +38,12 @@ impl Subscription {
         self
     }
 
+    /// Whether every event read so far has been handed out: the next call
+    /// reads the store (and waits there if nothing new was appended).
+    pub fn is_drained(&self) -> bool {
+        self.buffer.is_empty()
+    }
+
     /// The position of the last event handed out.
     pub fn position(&self) -> u64 {
         self.after
