@@ -5,7 +5,7 @@
 //! crate runs all of them with [`conformance_suite!`](crate::conformance_suite):
 //!
 //! ```text
-//! seatledger_store::conformance_suite!(|clock| {
+//! seatledger_store::conformance_suite!(|clock| async move {
 //!     let dir = tempfile::tempdir().expect("creating a temp dir");
 //!     let store = MyStore::open(dir.path().join("events.db"), clock).expect("opening the store");
 //!     (std::sync::Arc::new(store) as std::sync::Arc<dyn seatledger_store::EventStore>,
@@ -13,8 +13,8 @@
 //! });
 //! ```
 //!
-//! The factory is a plain closure from the [`Clock`] the store must use to the
-//! store and a guard that keeps whatever the store lives in (a temp dir, a
+//! The factory is a closure from the [`Clock`] the store must use to a future
+//! of the store and a guard that keeps whatever the store lives in (a temp dir, a
 //! database) alive until the test ends. The suite hands in a deterministic
 //! clock, and a [`ManualClock`] where a check needs to steer time.
 
@@ -42,11 +42,12 @@ pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Make a store with the factory handed to [`conformance_suite!`](crate::conformance_suite).
 /// A function rather than a direct call so that the closure's argument type
 /// is inferred from the bound.
-pub fn fresh<F>(factory: &F, clock: Arc<dyn Clock>) -> (Arc<dyn EventStore>, StoreGuard)
+pub async fn fresh<F, Fut>(factory: &F, clock: Arc<dyn Clock>) -> (Arc<dyn EventStore>, StoreGuard)
 where
-    F: Fn(Arc<dyn Clock>) -> (Arc<dyn EventStore>, StoreGuard),
+    F: Fn(Arc<dyn Clock>) -> Fut,
+    Fut: std::future::Future<Output = (Arc<dyn EventStore>, StoreGuard)>,
 {
-    factory(clock)
+    factory(clock).await
 }
 
 /// The clock every check but one runs with: deterministic, and deliberately
@@ -79,8 +80,8 @@ impl Clock for ManualClock {
 
 /// Run every check of the suite against a backend, one `#[tokio::test]` each.
 ///
-/// `$factory` is a closure `Fn(Arc<dyn Clock>) -> (Arc<dyn EventStore>,
-/// StoreGuard)` that makes a fresh, empty store using the clock it is given.
+/// `$factory` is a closure `Fn(Arc<dyn Clock>) -> impl Future<Output =
+/// (Arc<dyn EventStore>, StoreGuard)>` that makes a fresh, empty store using the clock it is given.
 /// The invoking crate needs `seatledger-store` (under that name) as a
 /// dependency; tokio comes re-exported from it.
 #[macro_export]
@@ -120,7 +121,7 @@ macro_rules! conformance_suite {
             let clock = ::std::sync::Arc::new($crate::conformance::ManualClock::new(
                 $crate::conformance::manual_clock_start(),
             ));
-            let (store, _guard) = $crate::conformance::fresh(&$factory, clock.clone());
+            let (store, _guard) = $crate::conformance::fresh(&$factory, clock.clone()).await;
             $crate::conformance::recorded_at_never_decreases_and_is_truncated_to_micros(store, clock).await;
         }
     };
@@ -132,7 +133,7 @@ macro_rules! conformance_suite {
                 worker_threads = 2
             )]
             async fn $check() {
-                let (store, _guard) = $crate::conformance::fresh(&$factory, $crate::conformance::suite_clock());
+                let (store, _guard) = $crate::conformance::fresh(&$factory, $crate::conformance::suite_clock()).await;
                 $crate::conformance::$check(store).await;
             }
         )*

@@ -292,6 +292,48 @@ pub enum StoreError {
     /// The store's own data is inconsistent: a broken internal invariant.
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
+    /// The backend could not be reached, or did not answer in time (server
+    /// down, wrong address, bad credentials, connection dropped). Whether a
+    /// write that was in flight happened is unknown; retrying it with the same
+    /// command id is safe.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend cannot do what was asked (for example an atomic append
+    /// across several streams on a server that appends one stream at a time).
+    #[error("not supported by this store: {0}")]
+    Unsupported(String),
+}
+
+/// What a backend guarantees beyond the common contract. The conformance
+/// suite reads these and checks the stronger or the weaker promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// `append_many` over several streams is atomic. When false, an append
+    /// naming more than one stream is refused with [`StoreError::Unsupported`]
+    /// and nothing is written.
+    pub atomic_multi_stream_append: bool,
+    /// Global positions are 1-based and gapless. When false they only
+    /// increase strictly along the log.
+    pub gapless_positions: bool,
+    /// How far the hash chain reaches, see [`chain`].
+    pub chain: ChainScope,
+}
+
+impl Capabilities {
+    /// What the embedded stores and PostgreSQL promise.
+    pub const FULL: Capabilities =
+        Capabilities { atomic_multi_stream_append: true, gapless_positions: true, chain: ChainScope::GlobalLog };
+}
+
+/// The order the hash chain links events in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainScope {
+    /// One chain over the whole global log, in position order: the store
+    /// serialises appends, so every event's predecessor is known when it is written.
+    GlobalLog,
+    /// One chain per stream, in version order: for servers whose global
+    /// position is assigned after the write (KurrentDB).
+    PerStream,
 }
 
 fn describe_current(actual: Option<u64>) -> String {
@@ -359,6 +401,11 @@ pub trait EventStore: Send + Sync + std::fmt::Debug {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError>;
     async fn save_checkpoint(&self, name: &str, checkpoint: &Checkpoint) -> Result<(), StoreError>;
     async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError>;
+
+    /// What this backend guarantees beyond the common contract.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::FULL
+    }
 
     /// A receiver that changes whenever this process appends, carrying the
     /// new head position. Subscriptions wait on it, and also poll, so that
