@@ -1,0 +1,1 @@
+//! Test code only: a protocol double of a KurrentDB node.
