@@ -239,3 +239,101 @@ pub async fn import_events(
     }
     Ok(done)
 }
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MigrateReport {
+    /// Events in the source ledger.
+    pub source_events: u64,
+    /// Events written to the target by this run.
+    pub copied: u64,
+    /// Events found in the target already (an earlier, interrupted run).
+    pub skipped: u64,
+    /// The source position this run started after (0 unless resuming).
+    pub resumed_after: u64,
+    /// The target's hash chain, checked after the copy.
+    pub target_verify: seatledger_store::VerifyReport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("the source ledger fails verification at position {}: {}; nothing was copied", .0.position, .0.reason)]
+    SourceBroken(seatledger_store::BrokenLink),
+    #[error("after the copy the target holds {target} of the source's {source_events} events")]
+    Incomplete { source_events: u64, target: u64 },
+    #[error("the target's hash chain is broken after the copy at position {}: {}", .0.position, .0.reason)]
+    TargetBroken(seatledger_store::BrokenLink),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The checkpoint a migration keeps in its target, naming the source by its
+/// first event so that two different sources never share one.
+fn migrate_checkpoint_name(first_event: uuid::Uuid) -> String {
+    format!("migrate-from-{first_event}")
+}
+
+/// Copy a whole ledger from one store to another, keeping ids, stream
+/// versions, metadata and both timestamps; the target assigns its own
+/// positions and hash links. The source is verified first, so a tampered
+/// ledger is never copied. Pages of [`IMPORT_BATCH`] events are imported one
+/// at a time, and after each page the source position reached is saved as a
+/// checkpoint in the target: an interrupted run resumes from there, and since
+/// import skips events stored identically, a page copied just before the
+/// interruption is skipped rather than doubled. After the copy, the target
+/// must hold as many events as the source and its chain must verify.
+pub async fn migrate(
+    from: &dyn EventStore,
+    to: &dyn EventStore,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<MigrateReport, MigrateError> {
+    let source_check = from.verify().await?;
+    if let Some(broken) = source_check.first_broken {
+        return Err(MigrateError::SourceBroken(broken));
+    }
+    let source_events = source_check.checked;
+    let mut report = MigrateReport {
+        source_events,
+        copied: 0,
+        skipped: 0,
+        resumed_after: 0,
+        target_verify: seatledger_store::VerifyReport { checked: 0, first_broken: None },
+    };
+    let Some(first) = from.read_all(0, 1).await?.into_iter().next() else {
+        report.target_verify = to.verify().await?;
+        return Ok(report);
+    };
+    let checkpoint = migrate_checkpoint_name(first.id);
+    let mut after = to.load_checkpoint(&checkpoint).await?.map_or(0, |c| c.position);
+    report.resumed_after = after;
+    let mut done_before = 0;
+    if after > 0 {
+        // Count what the interrupted run copied, for an honest progress bar.
+        let mut counted = 0;
+        while counted < after {
+            let page = from.read_all(counted, MAX_READ_COUNT).await?;
+            let Some(last) = page.last() else { break };
+            done_before += page.iter().filter(|e| e.position <= after).count() as u64;
+            counted = last.position;
+        }
+    }
+    loop {
+        let page = from.read_all(after, IMPORT_BATCH).await?;
+        let Some(last) = page.last().map(|e| e.position) else { break };
+        let outcome = to.import(page).await?;
+        report.copied += outcome.imported;
+        report.skipped += outcome.skipped;
+        after = last;
+        to.save_checkpoint(&checkpoint, &seatledger_store::Checkpoint { position: after, state: None }).await?;
+        progress(done_before + report.copied + report.skipped, source_events);
+    }
+    let target_verify = to.verify().await?;
+    if let Some(broken) = target_verify.first_broken.clone() {
+        return Err(MigrateError::TargetBroken(broken));
+    }
+    if target_verify.checked < source_events {
+        return Err(MigrateError::Incomplete { source_events, target: target_verify.checked });
+    }
+    report.target_verify = target_verify;
+    Ok(report)
+}
