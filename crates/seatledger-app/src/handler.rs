@@ -93,6 +93,16 @@ pub enum AppError {
         "a command file may append at most {MAX_EVENTS_PER_APPEND} events at once, this one appends {0}; split it"
     )]
     FileTooLarge(usize),
+    /// On a store that appends one stream at a time, a command file touching
+    /// several streams is appended command by command; this one stopped part
+    /// way. The lines before `line` are in the ledger; running the file again
+    /// skips them by their command ids.
+    #[error(
+        "line {line} failed after {applied} earlier command(s) were appended (this store appends one stream \
+         at a time, so a file touching several streams is not all or nothing): {error}; applying the file \
+         again skips what was appended"
+    )]
+    PartiallyApplied { applied: usize, line: usize, error: String },
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +438,21 @@ impl CommandHandler {
                 return Err(AppError::FileTooLarge(attempt_report.events_appended));
             }
             if appends.is_empty() {
+                return Ok(attempt_report);
+            }
+            let streams_touched: HashSet<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
+            if streams_touched.len() > 1 && !self.store.capabilities().atomic_multi_stream_append {
+                // Every line was decided and none refused: append them one
+                // command at a time, in file order, each idempotent by its id.
+                let mut applied = 0;
+                for (line, command, meta) in fresh.iter().filter(|(line, _, _)| decided.contains_key(line)) {
+                    match self.handle(command, meta).await {
+                        Ok(_) => applied += 1,
+                        Err(e) => {
+                            return Err(AppError::PartiallyApplied { applied, line: *line, error: e.to_string() })
+                        }
+                    }
+                }
                 return Ok(attempt_report);
             }
             match self.store.append_many(appends).await {

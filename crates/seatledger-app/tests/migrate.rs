@@ -1,15 +1,16 @@
 //! `migrate`: a whole ledger copied between stores, keeping ids, versions and
 //! both timestamps, resumable after an interruption.
 
-use async_trait::async_trait;
+mod common;
+
 use chrono::{Duration, TimeZone, Utc};
+use common::Wrapped;
 use seatledger_app::transfer::{migrate, MigrateError};
 use seatledger_store::conformance::{new_events, stream_append, with_command};
 use seatledger_store::{
-    AppendOutcome, Checkpoint, Direction, EventStore, ExpectedVersion, ImportOutcome, MemoryStore, SteppingClock,
-    StoreError, StoredEvent, StreamAppend,
+    EventStore, ExpectedVersion, MemoryStore, SteppingClock, StoreError, StoredEvent, StreamAppend,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -87,67 +88,11 @@ async fn a_whole_ledger_is_copied_with_ids_versions_and_both_timestamps() {
     assert_eq!(everything(to.as_ref()).await.len(), 2_610);
 }
 
-/// A store that passes everything to another and fails imports after a
-/// number of them, as a connection lost mid-migration would.
-#[derive(Debug)]
-struct FailingAfter {
-    inner: Arc<dyn EventStore>,
-    imports_left: AtomicUsize,
-}
-
-#[async_trait]
-impl EventStore for FailingAfter {
-    async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendOutcome>, StoreError> {
-        self.inner.append_many(appends).await
-    }
-    async fn command_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
-        self.inner.command_outcome(command_id).await
-    }
-    async fn read_stream(
-        &self,
-        stream: &str,
-        from: u64,
-        direction: Direction,
-        max_count: usize,
-    ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.read_stream(stream, from, direction, max_count).await
-    }
-    async fn read_all(&self, after: u64, max_count: usize) -> Result<Vec<StoredEvent>, StoreError> {
-        self.inner.read_all(after, max_count).await
-    }
-    async fn stream_version(&self, stream: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-    async fn head_position(&self) -> Result<u64, StoreError> {
-        self.inner.head_position().await
-    }
-    async fn import(&self, events: Vec<StoredEvent>) -> Result<ImportOutcome, StoreError> {
-        let left = self.imports_left.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(StoreError::Unavailable("connection lost (simulated)".into()));
-        }
-        self.imports_left.store(left - 1, Ordering::SeqCst);
-        self.inner.import(events).await
-    }
-    async fn load_checkpoint(&self, name: &str) -> Result<Option<Checkpoint>, StoreError> {
-        self.inner.load_checkpoint(name).await
-    }
-    async fn save_checkpoint(&self, name: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {
-        self.inner.save_checkpoint(name, checkpoint).await
-    }
-    async fn delete_checkpoint(&self, name: &str) -> Result<(), StoreError> {
-        self.inner.delete_checkpoint(name).await
-    }
-    fn head_watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.head_watch()
-    }
-}
-
 #[tokio::test]
 async fn an_interrupted_migration_resumes_where_it_stopped() {
     let from = source().await;
     let target: Arc<dyn EventStore> = Arc::new(MemoryStore::new(clock(2031)));
-    let flaky = FailingAfter { inner: target.clone(), imports_left: AtomicUsize::new(2) };
+    let flaky = Wrapped { imports_left: Some(AtomicUsize::new(2)), ..Wrapped::new(target.clone()) };
     let err = migrate(from.as_ref(), &flaky, &mut |_, _| {}).await.unwrap_err();
     assert!(matches!(err, MigrateError::Store(StoreError::Unavailable(_))), "{err}");
     // Two pages of 1,000 made it; the third did not.
@@ -171,7 +116,7 @@ async fn an_interrupted_migration_resumes_where_it_stopped() {
 async fn a_lost_checkpoint_only_costs_skips_never_doubles() {
     let from = source().await;
     let target: Arc<dyn EventStore> = Arc::new(MemoryStore::new(clock(2031)));
-    let flaky = FailingAfter { inner: target.clone(), imports_left: AtomicUsize::new(1) };
+    let flaky = Wrapped { imports_left: Some(AtomicUsize::new(1)), ..Wrapped::new(target.clone()) };
     migrate(from.as_ref(), &flaky, &mut |_, _| {}).await.unwrap_err();
     // The page was imported but, as if the process died right then, its
     // checkpoint was never saved.
