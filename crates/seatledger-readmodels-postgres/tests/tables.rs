@@ -26,7 +26,7 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 fn meta(n: u128) -> CommandMeta {
-    CommandMeta::new("readmodels@test", "cli", uuid::Uuid::from_u128(0x7ab1e_0000 + n))
+    CommandMeta::new("readmodels@test", "cli", uuid::Uuid::from_u128(0x0007_ab1e_0000 + n))
 }
 
 /// Scenario 12 with March issued and corrected by a debit note.
@@ -143,7 +143,8 @@ async fn tables_hold_what_the_projections_hold_and_the_invoices_with_their_amoun
     assert!(expected_changes.iter().any(|(_, s, _, from, to, _)| s == "s" && *from == 3 && *to == 5));
 
     // The invoice and its debit note, amounts exact in numeric columns.
-    let docs: Vec<(String, String, Option<String>, String, String, String, String)> = c
+    type DocumentRow = (String, String, Option<String>, String, String, String, String);
+    let docs: Vec<DocumentRow> = c
         .query(
             "SELECT number, kind, corrects, currency, subtotal::text, tax::text, total::text \
              FROM seatledger_read.invoice_documents ORDER BY position",
