@@ -81,6 +81,16 @@ enum Answer {
 }
 
 impl Answer {
+    /// The message of a request that failed because the server went away.
+    fn unavailable(self) -> Option<String> {
+        match self {
+            Answer::Append(Err(StoreError::Unavailable(m))) | Answer::Import(Err(StoreError::Unavailable(m))) => {
+                Some(m)
+            }
+            _ => None,
+        }
+    }
+
     fn is_ok(&self) -> bool {
         match self {
             Answer::Append(r) => r.is_ok(),
@@ -114,6 +124,9 @@ impl ReplyTo {
 struct Failure {
     kind: FailureKind,
     message: String,
+    /// Whether the failure came while COMMIT was under way, when whether
+    /// the group was committed is unknown.
+    at_commit: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,11 +137,15 @@ enum FailureKind {
 }
 
 impl Failure {
+    fn new(kind: FailureKind, message: String) -> Self {
+        Self { kind, message, at_commit: false }
+    }
+
     fn from_error(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(message) => Failure { kind: FailureKind::Unavailable, message },
-            StoreError::Corrupt(message) => Failure { kind: FailureKind::Corrupt, message },
-            other => Failure { kind: FailureKind::Backend, message: other.to_string() },
+            StoreError::Unavailable(message) => Failure::new(FailureKind::Unavailable, message),
+            StoreError::Corrupt(message) => Failure::new(FailureKind::Corrupt, message),
+            other => Failure::new(FailureKind::Backend, other.to_string()),
         }
     }
 
@@ -328,11 +345,30 @@ impl Writer {
                     reply.send(answer);
                 }
             }
-            Ok(Err(failure)) => {
+            Ok(Err(mut failure)) => {
                 tracing::warn!(target = %self.connector.target, error = %failure.message, "postgres group commit failed");
                 // Whatever state the transaction is in, closing the
                 // connection ends it; the next group connects anew.
                 self.conn = None;
+                if failure.is_unavailable() {
+                    let target = &self.connector.target;
+                    if !failure.message.contains(target.as_str()) {
+                        failure.message = format!("PostgreSQL at {target}: {}", failure.message);
+                    }
+                    failure.message = if failure.at_commit {
+                        format!(
+                            "{}; the connection broke during COMMIT, so whether the write \
+                             was committed is unknown: retrying with the same command id is safe",
+                            failure.message
+                        )
+                    } else {
+                        format!(
+                            "{}; nothing of this write was committed, and retrying it is \
+                             safe",
+                            failure.message
+                        )
+                    };
+                }
                 for reply in replies {
                     reply.fail(failure.error());
                 }
@@ -356,9 +392,11 @@ impl Writer {
     /// when the log grew, its new head position.
     async fn run_group(&mut self, jobs: Vec<Job>) -> Result<(Vec<Answer>, Option<u64>), Failure> {
         let before = self.begin().await?;
-        let conn = self.conn.as_ref().ok_or_else(|| Failure {
-            kind: FailureKind::Backend,
-            message: "the writer lost its connection between BEGIN and its first request".to_owned(),
+        let conn = self.conn.as_ref().ok_or_else(|| {
+            Failure::new(
+                FailureKind::Backend,
+                "the writer lost its connection between BEGIN and its first request".to_owned(),
+            )
         })?;
         let clock = &*self.clock;
         let mut head = before;
@@ -374,8 +412,18 @@ impl Writer {
                 exec(conn, "RELEASE SAVEPOINT request").await?;
             } else {
                 head = snapshot;
-                exec(conn, "ROLLBACK TO SAVEPOINT request").await?;
-                exec(conn, "RELEASE SAVEPOINT request").await?;
+                let rolled_back = match exec(conn, "ROLLBACK TO SAVEPOINT request").await {
+                    Ok(()) => exec(conn, "RELEASE SAVEPOINT request").await,
+                    Err(failure) => Err(failure),
+                };
+                if let Err(failure) = rolled_back {
+                    // When the request failed because the connection broke,
+                    // its own error says best what happened.
+                    return Err(match answer.unavailable() {
+                        Some(message) => Failure::new(FailureKind::Unavailable, message),
+                        None => failure,
+                    });
+                }
             }
             answers.push(answer);
         }
@@ -395,20 +443,15 @@ impl Writer {
                 .await
                 .map_err(|e| Failure::pg("moving the log head", &e))?;
             if rows.len() != 1 {
-                return Err(Failure {
-                    kind: FailureKind::Corrupt,
-                    message: format!("the log head row is missing ({} rows updated)", rows.len()),
-                });
+                return Err(Failure::new(
+                    FailureKind::Corrupt,
+                    format!("the log head row is missing ({} rows updated)", rows.len()),
+                ));
             }
         }
         if let Err(e) = conn.client.batch_execute("COMMIT").await {
-            let mut failure = Failure::pg(format!("committing at {}", self.connector.target), &e);
-            if failure.is_unavailable() {
-                failure.message.push_str(
-                    " (the connection broke during COMMIT: whether it was committed is unknown; \
-                     retrying with the same command id is safe)",
-                );
-            }
+            let mut failure = Failure::pg("committing", &e);
+            failure.at_commit = true;
             return Err(failure);
         }
         Ok((answers, moved.then_some(head.position)))
@@ -427,10 +470,10 @@ impl Writer {
             if !reused {
                 self.conn = Some(self.open().await.map_err(Failure::from_error)?);
             }
-            let conn = self.conn.as_ref().ok_or_else(|| Failure {
-                kind: FailureKind::Backend,
-                message: "the writer has no connection".to_owned(),
-            })?;
+            let conn = self
+                .conn
+                .as_ref()
+                .ok_or_else(|| Failure::new(FailureKind::Backend, "the writer has no connection".to_owned()))?;
             match start(conn).await {
                 Ok(head) => return Ok(head),
                 Err(failure) if failure.is_unavailable() && reused && !retried => {
@@ -456,9 +499,11 @@ async fn start(conn: &Conn) -> Result<Head, Failure> {
     let position = from_sql_int(position, "the log head position").map_err(Failure::from_error)?;
     // Appending after a link that cannot be parsed would extend the chain
     // from garbage: refuse instead.
-    let hash = chain::parse_link(&hash).ok_or_else(|| Failure {
-        kind: FailureKind::Corrupt,
-        message: format!("the log head's hash (position {position}) is not 64 hex digits: {hash:?}"),
+    let hash = chain::parse_link(&hash).ok_or_else(|| {
+        Failure::new(
+            FailureKind::Corrupt,
+            format!("the log head's hash (position {position}) is not 64 hex digits: {hash:?}"),
+        )
     })?;
     Ok(Head { position, hash, recorded_at })
 }
