@@ -224,7 +224,7 @@ fn sanitize(hint: &str) -> String {
 async fn connect_admin(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
-        .unwrap_or_else(|e| panic!("connecting to the test server at {}: {e}", seatledger_store::redact_url(url)));
+        .unwrap_or_else(|e| panic!("connecting to the test server at {}: {e}", crate::connect::redact_url(url)));
     tokio::spawn(async move {
         let _ = connection.await;
     });

@@ -83,9 +83,12 @@ async fn append_with_retries(
     panic!("appending to {streams:?} kept conflicting");
 }
 
+/// A committed append as its writer remembers it: outcomes, streams, events.
+type Appended = (Vec<AppendOutcome>, Vec<String>, Vec<Vec<NewEvent>>);
+
 async fn writer(w: usize, store: Arc<PostgresStore>, committed: Arc<Mutex<Committed>>) {
     let own = format!("own-{w}");
-    let mut last: Option<(Vec<AppendOutcome>, Vec<String>, Vec<Vec<NewEvent>>)> = None;
+    let mut last: Option<Appended> = None;
     for round in 0..ROUNDS {
         let shared = SHARED[(w + round) % SHARED.len()];
         let streams: Vec<&str> = match round % 4 {
@@ -174,7 +177,7 @@ async fn concurrent_writers_in_separate_stores_make_one_gapless_chained_order() 
         .expect("the subscriber panicked");
 
     // Exactly the committed events, each once, where the writers were told.
-    let committed = committed.lock().unwrap();
+    let committed = std::mem::take(&mut *committed.lock().unwrap());
     assert_eq!(seen.len() as u64, total);
     let ids: HashSet<Uuid> = seen.iter().map(|e| e.id).collect();
     assert_eq!(ids.len(), seen.len(), "an event was delivered twice");
