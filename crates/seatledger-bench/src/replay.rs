@@ -1,0 +1,190 @@
+//! Histories in a SQLite store, and replaying them in a child process (so
+//! that the peak memory, VmHWM, is that one scenario's).
+
+use crate::report::peak_rss;
+use anyhow::Context;
+use seatledger_app::decode_stored;
+use seatledger_app::invoicing::{fold_inputs, fold_known, AsOf};
+use seatledger_bench::gen::{generate, GenParams, GenStats};
+use seatledger_bench::load::{LoadStats, Loader};
+use seatledger_domain::Month;
+use seatledger_projections::invoice::workspace_invoices;
+use seatledger_projections::Projection;
+use seatledger_store::{EventStore, MAX_EVENTS_PER_APPEND, MAX_READ_COUNT};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// A history written into a store file.
+#[derive(Debug, Clone, Serialize)]
+pub struct History {
+    pub label: String,
+    pub params: GenParams,
+    pub gen: GenStats,
+    pub load: LoadStats,
+    pub db: PathBuf,
+    pub build_seconds: f64,
+    /// Size of the database file once the store is closed (WAL folded back).
+    pub file_bytes: u64,
+}
+
+/// Generate `params` and load it into a new store at `db`, in atomic
+/// batches of 10,000 events.
+pub async fn build(label: &str, params: GenParams, db: &Path) -> anyhow::Result<History> {
+    let start = Instant::now();
+    let store = crate::ledger::open(db)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(8_192);
+    let generator = std::thread::spawn(move || generate(&params, |line| tx.blocking_send(line.to_owned())));
+    let mut loader = Loader::new(store.as_ref(), MAX_EVENTS_PER_APPEND);
+    while let Some(line) = rx.recv().await {
+        loader.line(&line).await?;
+    }
+    loader.flush().await?;
+    let load = loader.stats;
+    let gen = generator
+        .join()
+        .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?
+        .map_err(|_| anyhow::anyhow!("the loader stopped reading"))?;
+    drop(store);
+    let build_seconds = start.elapsed().as_secs_f64();
+    let file_bytes = std::fs::metadata(db)?.len();
+    Ok(History { label: label.to_owned(), params, gen, load, db: db.to_owned(), build_seconds, file_bytes })
+}
+
+/// Write every stored event as one JSON line (the export format).
+pub async fn export(db: &Path, out: &Path) -> anyhow::Result<u64> {
+    let store = crate::ledger::open(db)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+    let mut after = 0;
+    let mut n = 0;
+    loop {
+        let page = store.read_all(after, MAX_READ_COUNT).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for e in &page {
+            serde_json::to_writer(&mut w, e)?;
+            w.write_all(b"\n")?;
+            n += 1;
+        }
+    }
+    w.flush()?;
+    Ok(n)
+}
+
+/// What a child measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChildResult {
+    pub mode: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub peak_rss: u64,
+    /// `invoices`: the month computed, invoices made, accounts that could not
+    /// be invoiced, and the compute time alone.
+    pub invoices: Option<u64>,
+    pub invoice_problems: Option<u64>,
+    pub compute_seconds: Option<f64>,
+}
+
+pub fn all_projections() -> Vec<Box<dyn Projection>> {
+    use seatledger_projections::*;
+    vec![
+        Box::new(licence_state::LicenceState::default()),
+        Box::new(change_log::ChangeLog::default()),
+        Box::new(audit::AuditLog::default()),
+        Box::new(directory::Directory::default()),
+        Box::new(invoice::InvoiceInputs::default()),
+        Box::new(notifications::Notifications::default()),
+        Box::new(reports::LicenceReports::default()),
+    ]
+}
+
+/// Run one replay scenario in this process (the child).
+pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result<ChildResult> {
+    let mut result = ChildResult {
+        mode: mode.to_owned(),
+        events: 0,
+        seconds: 0.0,
+        peak_rss: 0,
+        invoices: None,
+        invoice_problems: None,
+        compute_seconds: None,
+    };
+    let start = Instant::now();
+    match mode {
+        "jsonfold" => {
+            let (events, took) = crate::limits::json_fold(db)?;
+            result.events = events;
+            result.seconds = took.as_secs_f64();
+        }
+        "read" | "decode" => {
+            let store = crate::ledger::open(db)?;
+            let mut after = 0;
+            loop {
+                let page = store.read_all(after, MAX_READ_COUNT).await?;
+                let Some(last) = page.last() else { break };
+                after = last.position;
+                result.events += page.len() as u64;
+                if mode == "decode" {
+                    for e in page {
+                        decode_stored(e).map_err(anyhow::Error::msg)?;
+                    }
+                }
+            }
+            result.seconds = start.elapsed().as_secs_f64();
+        }
+        fold if fold == "fold" || fold.starts_with("fold:") => {
+            let store = crate::ledger::open(db)?;
+            let only = fold.strip_prefix("fold:");
+            let mut projections: Vec<_> =
+                all_projections().into_iter().filter(|p| only.is_none_or(|o| p.name() == o)).collect();
+            anyhow::ensure!(!projections.is_empty(), "no projection is named {only:?}");
+            let mut refs: Vec<&mut dyn Projection> = projections.iter_mut().map(|p| p.as_mut() as _).collect();
+            let last = fold_known(store.as_ref(), AsOf::Head, &mut refs).await?;
+            result.seconds = start.elapsed().as_secs_f64();
+            result.events = last;
+            std::hint::black_box(&projections);
+        }
+        "invoices" => {
+            let month = Month::parse(month.context("--month is required")?).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = crate::ledger::open(db)?;
+            let inputs = fold_inputs(store.as_ref(), AsOf::Head).await?;
+            result.events = store.head_position().await?;
+            let t = Instant::now();
+            let (mut invoices, mut problems) = (0, 0);
+            for id in inputs.workspaces.keys() {
+                match workspace_invoices(&inputs, id, month) {
+                    Ok(docs) => invoices += docs.len() as u64,
+                    Err(e) => {
+                        if problems == 0 {
+                            eprintln!("first workspace not invoiceable: {id}: {e}");
+                        }
+                        problems += 1
+                    }
+                }
+            }
+            result.compute_seconds = Some(t.elapsed().as_secs_f64());
+            result.seconds = start.elapsed().as_secs_f64();
+            result.invoices = Some(invoices);
+            result.invoice_problems = Some(problems);
+        }
+        other => anyhow::bail!("unknown child mode `{other}`"),
+    }
+    result.peak_rss = peak_rss().unwrap_or(0);
+    Ok(result)
+}
+
+/// Run [`child`] in a fresh process of this binary and read its answer.
+pub fn spawn_child(mode: &str, path: &Path, month: Option<&str>) -> anyhow::Result<ChildResult> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("child").arg("--mode").arg(mode).arg("--path").arg(path);
+    if let Some(m) = month {
+        cmd.arg("--month").arg(m);
+    }
+    let out = cmd.output().context("starting the child")?;
+    anyhow::ensure!(out.status.success(), "child `{mode}` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    let text = String::from_utf8(out.stdout)?;
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("child answer: {text}"))
+}
