@@ -23,7 +23,7 @@ use std::sync::Arc;
 #[derive(Debug, Parser)]
 #[command(name = "seatledger", version, about = "An event-sourced licensing ledger")]
 struct Cli {
-    /// Where the ledger lives: sqlite:PATH or memory:.
+    /// Where the ledger lives: sqlite:PATH, memory:, postgres://… or kurrentdb://… (esdb://, +discover).
     #[arg(long, global = true, env = "SEATLEDGER_STORE", default_value = DEFAULT_STORE)]
     store: StoreUrl,
 
@@ -138,6 +138,31 @@ enum Cmd {
     LicensingReport(seatledger::directory_cli::LicensingReportArgs),
     /// Walk the hash chain and name the first broken link.
     Verify,
+    /// Keep read models (audit log, licence changes, invoices) in PostgreSQL
+    /// tables that reporting tools query directly; each page is written in one
+    /// transaction with its checkpoint.
+    ReadModels {
+        /// The PostgreSQL database for the tables (postgres://…); it may be
+        /// the ledger's own database or another one.
+        #[arg(long)]
+        database: String,
+        /// Empty the tables and fold the whole ledger again.
+        #[arg(long)]
+        rebuild: bool,
+        /// After catching up, keep folding new events until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Copy a whole ledger to another backend, keeping ids, versions and both
+    /// timestamps. Resumable: run it again after an interruption.
+    Migrate {
+        /// The ledger to copy (any store URL; usually sqlite:PATH).
+        #[arg(long)]
+        from: StoreUrl,
+        /// Where to copy it (postgres://…, kurrentdb://…, sqlite:PATH).
+        #[arg(long)]
+        to: StoreUrl,
+    },
     /// Drop every projection checkpoint and rebuild from zero.
     Rebuild,
 }
@@ -221,7 +246,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let store = open_store(&cli.store, Arc::new(SystemClock))?;
+    if let Cmd::Migrate { from, to } = &cli.command {
+        return migrate(from, to, cli.json).await;
+    }
+    let store = open_store(&cli.store, Arc::new(SystemClock)).await?;
     let ctx = Ctx { store, json: cli.json };
     match cli.command {
         Cmd::Demo => demo(&ctx, &cli.store).await,
@@ -360,6 +388,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             seatledger::directory_cli::run_licensing_report(args, ctx.store.clone(), ctx.json, &mut std::io::stdout())
                 .await
         }
+        Cmd::ReadModels { database, rebuild, follow } => read_models(&ctx, &database, rebuild, follow).await,
+        Cmd::Migrate { .. } => unreachable!("migrate is run before a store is opened"),
         Cmd::Verify => {
             let report = ctx.store.verify().await?;
             if ctx.json {
@@ -498,6 +528,74 @@ async fn import(ctx: &Ctx, path: &Path, continue_on_error: bool) -> anyhow::Resu
         );
     }
     Ok(if rejected.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+async fn read_models(ctx: &Ctx, database: &str, rebuild: bool, follow: bool) -> anyhow::Result<ExitCode> {
+    use seatledger_readmodels_postgres::PgReadModels;
+    let mut models = PgReadModels::connect(database).await?;
+    let bar = progress_bar(if rebuild { "rebuilding read models" } else { "updating read models" });
+    let mut progress = |done: u64, total: u64| {
+        bar.set_length(total);
+        bar.set_position(done);
+    };
+    let report = if rebuild {
+        models.rebuild(ctx.store.as_ref(), &mut progress).await?
+    } else {
+        models.catch_up(ctx.store.as_ref(), None, &mut progress).await?
+    };
+    bar.finish_and_clear();
+    let database = seatledger_store::redact_url(database);
+    if ctx.json {
+        print_json(&serde_json::json!({ "database": database, "events": report.events, "position": report.position }))?;
+    } else {
+        say!("read models in {database}: {} events folded, at position {}", report.events, report.position);
+    }
+    if follow {
+        say!("following new events; Ctrl-C stops");
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let followed = models.follow(ctx.store.as_ref(), std::time::Duration::from_millis(500), stop).await?;
+        say!("stopped: {} more events folded, at position {}", followed.events, followed.position);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(from_url: &StoreUrl, to_url: &StoreUrl, json: bool) -> anyhow::Result<ExitCode> {
+    if from_url == to_url {
+        bail!("--from and --to name the same store ({from_url}); nothing to migrate");
+    }
+    if let StoreUrl::Sqlite(path) = from_url {
+        if !path.exists() {
+            bail!("the source ledger {} does not exist", path.display());
+        }
+    }
+    let from = open_store(from_url, Arc::new(SystemClock)).await?;
+    let to = open_store(to_url, Arc::new(SystemClock)).await?;
+    let bar = progress_bar("migrating");
+    let report = transfer::migrate(from.as_ref(), to.as_ref(), &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await
+    .with_context(|| format!("migrating {from_url} to {to_url}"))?;
+    bar.finish_and_clear();
+    if json {
+        print_json(&report)?;
+    } else {
+        if report.resumed_after > 0 {
+            say!("resumed after source position {}", report.resumed_after);
+        }
+        say!(
+            "migrated {from_url} to {to_url}: {} events copied, {} already there; {} events in the source, \
+             hash chain intact in the target ({} events checked)",
+            report.copied,
+            report.skipped,
+            report.source_events,
+            report.target_verify.checked
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn demo(ctx: &Ctx, url: &StoreUrl) -> anyhow::Result<ExitCode> {
