@@ -31,6 +31,7 @@
 //! [`testing`] finds or starts a PostgreSQL server for tests.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod connect;
 mod listener;

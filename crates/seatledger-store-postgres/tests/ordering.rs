@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const WRITERS: usize = 8;
-const ROUNDS: usize = 40;
+const ROUNDS: usize = 60;
 const SHARED: [&str; 2] = ["shared-0", "shared-1"];
 
 async fn store(url: &str) -> Arc<PostgresStore> {
