@@ -16,7 +16,7 @@
 //!   and TRUNCATE on `events`.
 //! - Writes: one writer task per store owns one connection and commits
 //!   whatever queued up meanwhile as one transaction, each request in its own
-//!   SAVEPOINT (see [`writer`](crate::writer)). Each transaction locks the
+//!   SAVEPOINT (see `src/writer.rs`). Each transaction locks the
 //!   `log_head` row first, so the tail of the log is serialised across
 //!   processes: positions are gapless, every event is linked to the one
 //!   before it, and commits become visible in position order, so a reader of

@@ -20,7 +20,6 @@
 //! Setup failures panic with what went wrong: these are test helpers.
 
 use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -401,7 +400,8 @@ impl LocalServer {
             else "$2" stop -D "$3" -m immediate -s; fi
             rm -rf "$1"
         "#;
-        Command::new("sh")
+        let mut command = Command::new("sh");
+        command
             .arg("-c")
             .arg(script)
             .arg(std::process::id().to_string())
@@ -412,11 +412,13 @@ impl LocalServer {
             .arg(runuser())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .map(drop)
-            .map_err(|e| format!("starting the server's watchdog: {e}"))
+            .stderr(Stdio::null());
+        #[cfg(unix)]
+        {
+            use std::os::unix::process::CommandExt as _;
+            command.process_group(0);
+        }
+        command.spawn().map(drop).map_err(|e| format!("starting the server's watchdog: {e}"))
     }
 }
 
