@@ -64,6 +64,29 @@ where
     factory(clock).await
 }
 
+/// [`fresh`], for the suite's two forms: `Some` store, always.
+pub async fn fresh_always<F, Fut>(factory: &F, clock: Arc<dyn Clock>) -> Option<(Arc<dyn EventStore>, StoreGuard)>
+where
+    F: Fn(Arc<dyn Clock>) -> Fut,
+    Fut: std::future::Future<Output = (Arc<dyn EventStore>, StoreGuard)>,
+{
+    Some(factory(clock).await)
+}
+
+/// Make a store with a factory that may have none to offer (a backend whose
+/// server is only there when configured): `None` skips the check, and the
+/// factory says why, loudly.
+pub async fn fresh_if_configured<F, Fut>(
+    factory: &F,
+    clock: Arc<dyn Clock>,
+) -> Option<(Arc<dyn EventStore>, StoreGuard)>
+where
+    F: Fn(Arc<dyn Clock>) -> Fut,
+    Fut: std::future::Future<Output = Option<(Arc<dyn EventStore>, StoreGuard)>>,
+{
+    factory(clock).await
+}
+
 /// The clock every check but one runs with: deterministic, and deliberately
 /// off the microsecond grid so that truncation is exercised everywhere.
 pub fn suite_clock() -> Arc<dyn Clock> {
@@ -98,10 +121,20 @@ impl Clock for ManualClock {
 /// (Arc<dyn EventStore>, StoreGuard)>` that makes a fresh, empty store using the clock it is given.
 /// The invoking crate needs `seatledger-store` (under that name) as a
 /// dependency; tokio comes re-exported from it.
+///
+/// `conformance_suite!(if_configured $factory)` takes a factory whose future
+/// gives an `Option`: `None` (no server configured) skips every check, and
+/// the factory is the one to say so, loudly.
 #[macro_export]
 macro_rules! conformance_suite {
+    (if_configured $factory:expr) => {
+        $crate::conformance_suite!(@suite fresh_if_configured, $factory);
+    };
     ($factory:expr) => {
-        $crate::conformance_suite!(@checks $factory;
+        $crate::conformance_suite!(@suite fresh_always, $factory);
+    };
+    (@suite $fresh:ident, $factory:expr) => {
+        $crate::conformance_suite!(@checks $fresh, $factory;
             append_to_new_stream_with_no_stream,
             append_with_exact_version,
             conflict_when_no_stream_expected_but_stream_exists,
@@ -135,11 +168,11 @@ macro_rules! conformance_suite {
             let clock = ::std::sync::Arc::new($crate::conformance::ManualClock::new(
                 $crate::conformance::manual_clock_start(),
             ));
-            let (store, _guard) = $crate::conformance::fresh(&$factory, clock.clone()).await;
+            let Some((store, _guard)) = $crate::conformance::$fresh(&$factory, clock.clone()).await else { return };
             $crate::conformance::recorded_at_never_decreases_and_is_truncated_to_micros(store, clock).await;
         }
     };
-    (@checks $factory:expr; $($check:ident),* $(,)?) => {
+    (@checks $fresh:ident, $factory:expr; $($check:ident),* $(,)?) => {
         $(
             #[$crate::conformance::__tokio::test(
                 crate = "::seatledger_store::conformance::__tokio",
@@ -147,7 +180,11 @@ macro_rules! conformance_suite {
                 worker_threads = 2
             )]
             async fn $check() {
-                let (store, _guard) = $crate::conformance::fresh(&$factory, $crate::conformance::suite_clock()).await;
+                let Some((store, _guard)) =
+                    $crate::conformance::$fresh(&$factory, $crate::conformance::suite_clock()).await
+                else {
+                    return;
+                };
                 $crate::conformance::$check(store).await;
             }
         )*
