@@ -194,7 +194,8 @@ pub(crate) struct Node {
     pub(crate) leader: Option<SocketAddr>,
     pub(crate) config: DoubleConfig,
     pub(crate) counters: Counters,
-    pub(crate) fault: Mutex<Option<Fault>>,
+    /// The next fault, and the stream whose append it hits (any when `None`).
+    pub(crate) fault: Mutex<Option<(Option<Vec<u8>>, Fault)>>,
     /// A second handle on every open TCP connection, by the client's
     /// address, so that a fault can cut one.
     pub(crate) connections: Mutex<HashMap<SocketAddr, std::net::TcpStream>>,
@@ -275,9 +276,12 @@ impl Double {
         self.node.addr
     }
 
-    /// A connection string for this one node, without TLS.
+    /// A connection string for this one node, without TLS. It lowers the
+    /// client's `discoveryInterval` to 20 ms: the `kurrentdb` client waits
+    /// that long before its first connection attempt (500 ms by default),
+    /// which would otherwise cost every test half a second.
     pub fn connection_string(&self) -> String {
-        format!("kurrentdb://{}?tls=false", self.addr())
+        format!("kurrentdb://{}?tls=false&discoveryInterval=20", self.addr())
     }
 
     /// The calls received so far, per method.
@@ -287,7 +291,13 @@ impl Double {
 
     /// Make the next append on this node suffer `fault`.
     pub fn fail_next_append(&self, fault: Fault) {
-        *lock(&self.node.fault) = Some(fault);
+        *lock(&self.node.fault) = Some((None, fault));
+    }
+
+    /// Make the next append to `stream` (the server's stream name) suffer
+    /// `fault`; appends to other streams go through.
+    pub fn fail_next_append_to(&self, stream: &str, fault: Fault) {
+        *lock(&self.node.fault) = Some((Some(stream.as_bytes().to_vec()), fault));
     }
 
     /// Every event in the log, in log order: what is stored, independent of

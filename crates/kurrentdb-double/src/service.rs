@@ -92,7 +92,7 @@ pub(crate) fn serve(node: Arc<Node>, listener: std::net::TcpListener) -> Running
 async fn run(node: Arc<Node>, listener: std::net::TcpListener) {
     listener.set_nonblocking(true).unwrap_or_else(|e| panic!("the double's listener: {e}"));
     let listener = tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("the double's listener: {e}"));
-    let (connections, incoming) = tokio::sync::mpsc::channel::<Result<tokio::net::TcpStream, std::io::Error>>(16);
+    let (connections, incoming) = tokio::sync::mpsc::channel::<Result<QuickAck, std::io::Error>>(16);
     let accepting = node.clone();
     tokio::spawn(async move {
         loop {
@@ -103,7 +103,7 @@ async fn run(node: Arc<Node>, listener: std::net::TcpListener) {
                 lock(&accepting.connections).insert(peer, handle);
                 let stream = tokio::net::TcpStream::from_std(std_stream)?;
                 stream.set_nodelay(true)?;
-                Ok(stream)
+                Ok(QuickAck(stream))
             });
             if connections.send(accepted).await.is_err() {
                 return;
@@ -122,6 +122,81 @@ async fn run(node: Arc<Node>, listener: std::net::TcpListener) {
         .await;
     if let Err(e) = served {
         eprintln!("kurrentdb-double: serving failed: {e}");
+    }
+}
+
+/// A server connection that acknowledges what it reads at once.
+///
+/// The `kurrentdb` client does not set `TCP_NODELAY`, and h2 writes a
+/// request's HEADERS and DATA frames separately, so Nagle's algorithm holds
+/// the DATA back until the HEADERS are acknowledged; with the kernel's
+/// delayed ACKs that costs up to 40 ms a call on Linux. The double asks for
+/// quick ACKs after every read, so that tests are not slowed down by it. (A
+/// real node does not: see docs/kurrentdb.md.)
+struct QuickAck(tokio::net::TcpStream);
+
+impl QuickAck {
+    fn ack_now(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            // Best effort: a socket that refuses is merely slower.
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let polled = Pin::new(&mut self.0).poll_read(cx, buf);
+        if polled.is_ready() {
+            self.ack_now();
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+impl tonic::transport::server::Connected for QuickAck {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.connect_info()
     }
 }
 
@@ -278,7 +353,13 @@ impl streams_server::Streams for StreamsService {
             }
             events.push(proposed_event(proposed)?);
         }
-        let fault = lock(&self.node.fault).take();
+        let fault = {
+            let mut armed = lock(&self.node.fault);
+            match armed.as_ref() {
+                Some((target, _)) if target.as_ref().is_none_or(|t| *t == stream) => armed.take().map(|(_, f)| f),
+                _ => None,
+            }
+        };
         if fault == Some(Fault::DropConnectionBeforeWrite) {
             return self.drop_without_answer(peer).await;
         }
