@@ -77,6 +77,15 @@ pub(crate) fn decode_ledger_event(names: &Names, recorded: &RecordedEvent) -> Re
             recorded.id, recorded.revision, recorded.position.commit
         ))
     };
+    if recorded.position.commit == u64::MAX || recorded.position.commit == 0 {
+        // Servers before 22.10 leave the log position out of stream reads;
+        // without it no read can say where an event sits in the log.
+        return Err(StoreError::Unsupported(format!(
+            "the server did not report the log position of event {} of `{server_stream}`: \
+             seatledger needs KurrentDB, or EventStoreDB 22.10 or later",
+            recorded.id
+        )));
+    }
     let metadata: LedgerMetadata =
         serde_json::from_slice(&recorded.custom_metadata).map_err(|e| corrupt(format!("its metadata: {e}")))?;
     let payload = String::from_utf8(recorded.data.to_vec()).map_err(|e| corrupt(format!("its payload: {e}")))?;

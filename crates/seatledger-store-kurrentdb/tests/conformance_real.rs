@@ -1,0 +1,47 @@
+//! The conformance suite against a real KurrentDB (or EventStoreDB 22.10+)
+//! node or cluster, when `SEATLEDGER_TEST_KURRENTDB_URL` names one, e.g.
+//!
+//! ```text
+//! SEATLEDGER_TEST_KURRENTDB_URL='kurrentdb://admin:changeit@localhost:2113?tls=false' \
+//!     cargo test -p seatledger-store-kurrentdb --test conformance_real
+//! ```
+//!
+//! Every test works in a namespace of its own, so the server need not be
+//! empty and runs never see each other's events. The node must accept
+//! appends of about 6 MiB (`MaxAppendSize`, see docs/kurrentdb.md) for the
+//! 10,000-event check.
+//!
+//! Without the variable every test says loudly that it was skipped, and
+//! passes: no KurrentDB server can be installed where this suite runs in CI,
+//! and the same suite runs there against the protocol double
+//! (`conformance_double.rs`), which is not a real server.
+
+use seatledger_store::conformance::StoreGuard;
+use seatledger_store::EventStore;
+use seatledger_store_kurrentdb::{KurrentDbOptions, KurrentDbStore};
+use std::sync::Arc;
+
+const URL_VARIABLE: &str = "SEATLEDGER_TEST_KURRENTDB_URL";
+
+seatledger_store::conformance_suite!(
+    if_configured
+        | clock
+        | async move {
+            let Ok(url) = std::env::var(URL_VARIABLE) else {
+                eprintln!(
+            "\n*** SKIPPED: {URL_VARIABLE} is not set, so this check did NOT run against a real KurrentDB server. \
+             It ran against the protocol double in conformance_double.rs, which is not a real server. ***\n"
+        );
+                return None;
+            };
+            // A fresh namespace per test: an empty ledger on a shared server.
+            let namespace = format!("t{}", uuid::Uuid::now_v7().simple());
+            let options = KurrentDbOptions { namespace, ..KurrentDbOptions::default() };
+            let store = KurrentDbStore::connect_with_options(&url, options, clock)
+                .await
+                .unwrap_or_else(|e| panic!("{URL_VARIABLE} is set, but connecting failed: {e}"));
+            let store: Arc<dyn EventStore> = Arc::new(store);
+            let guard: StoreGuard = Box::new(());
+            Some((store, guard))
+        }
+);
