@@ -226,19 +226,73 @@ pub struct Reproduction {
 /// position; the bytes must be identical.
 pub async fn reproduce(handler: &CommandHandler, number: &str) -> Result<Reproduction, InvoicingError> {
     let issued = find_issued(handler, number).await?.invoice;
-    let recomputed = preview(
+    let at_recorded = preview(
         handler.store().as_ref(),
         &issued.workspace,
         Some(&issued.account),
         issued.period,
         AsOf::Position(issued.computed_at_position),
     )
-    .await?
-    .pop()
-    .ok_or_else(|| InvoicingError::Invalid("no invoice recomputed".to_owned()))?;
+    .await
+    .map(|mut v| v.pop());
+    let gapless = handler.store().capabilities().gapless_positions;
+    let recomputed = match at_recorded {
+        Ok(Some(doc)) if gapless || doc.inputs_digest == issued.inputs_digest => doc,
+        Err(e) if gapless => return Err(e),
+        Ok(None) if gapless => return Err(InvoicingError::Invalid("no invoice recomputed".to_owned())),
+        other => match renumbered(handler, &issued).await? {
+            Some(found) => found,
+            None => match other {
+                Ok(Some(doc)) => doc,
+                Ok(None) => return Err(InvoicingError::Invalid("no invoice recomputed".to_owned())),
+                Err(e) => return Err(e),
+            },
+        },
+    };
     let identical = document_bytes(&issued) == document_bytes(&recomputed);
     let differences = if identical { vec![] } else { line_differences(&issued.lines, &recomputed.lines) };
     Ok(Reproduction { issued, recomputed, identical, differences })
+}
+
+/// An invoice issued on a ledger numbered 1, 2, 3, … and then migrated to a
+/// store with other positions (KurrentDB's commit positions) records its
+/// position in the old numbering: there, "position N" means "the first N
+/// events of the log", which a migration keeps in order. When the recorded
+/// position does not reproduce the recorded inputs on such a store, the
+/// first N events are tried, and used only if they are exactly the inputs the
+/// invoice recorded (same digest of event ids); the recomputation then
+/// carries the recorded position, since it is the same point in history.
+async fn renumbered(
+    handler: &CommandHandler,
+    issued: &InvoiceDocument,
+) -> Result<Option<InvoiceDocument>, InvoicingError> {
+    let store = handler.store();
+    let wanted = issued.computed_at_position;
+    if wanted == 0 {
+        return Ok(None);
+    }
+    let (mut after, mut seen) = (0u64, 0u64);
+    let nth = loop {
+        let page = store.read_all(after, seatledger_store::MAX_READ_COUNT).await?;
+        let Some(last) = page.last() else { return Ok(None) };
+        if seen + page.len() as u64 >= wanted {
+            break page[(wanted - seen - 1) as usize].position;
+        }
+        seen += page.len() as u64;
+        after = last.position;
+    };
+    let Some(mut again) =
+        preview(store.as_ref(), &issued.workspace, Some(&issued.account), issued.period, AsOf::Position(nth))
+            .await?
+            .pop()
+    else {
+        return Ok(None);
+    };
+    if again.inputs_digest != issued.inputs_digest {
+        return Ok(None);
+    }
+    again.computed_at_position = wanted;
+    Ok(Some(again))
 }
 
 /// One line whose amount changed.
