@@ -168,6 +168,19 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
             result.invoices = Some(invoices);
             result.invoice_problems = Some(problems);
         }
+        // For profiling the writer: `child --mode batches --path NEW.db`.
+        "batches" => {
+            let store = crate::ledger::open(db)?;
+            let (rate, _) = crate::ledger::batches(store.as_ref(), 10_000, 30).await?;
+            result.events = 300_000;
+            result.seconds = 300_000.0 / rate;
+        }
+        "concurrent64" => {
+            let store = crate::ledger::open(db)?;
+            let c = crate::ledger::concurrent(store, 64, false, std::time::Duration::from_secs(5), 0).await?;
+            result.events = c.events;
+            result.seconds = c.seconds;
+        }
         other => anyhow::bail!("unknown child mode `{other}`"),
     }
     result.peak_rss = peak_rss().unwrap_or(0);

@@ -54,6 +54,19 @@ pub struct Row {
     pub verdict: Verdict,
     /// Machine-readable extras (percentiles, counts, peak memory…).
     pub extra: serde_json::Value,
+    /// The 1, 5 and 15 minute load averages when the figure was taken: the
+    /// machine is shared, and the figures move with it.
+    pub load: String,
+}
+
+/// The load averages, from /proc/loadavg.
+pub fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Row {
@@ -67,6 +80,7 @@ impl Row {
             target: String::new(),
             verdict: Verdict::Info,
             extra: serde_json::Value::Null,
+            load: load(),
         }
     }
 
@@ -80,6 +94,7 @@ impl Row {
             target: String::new(),
             verdict: Verdict::NotRun,
             extra: serde_json::Value::Null,
+            load: load(),
         }
     }
 
@@ -129,7 +144,7 @@ pub fn num(v: f64) -> String {
 pub fn table(rows: &[Row]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(["system", "measure", "result", "detail", "target", "verdict"]);
+    t.set_header(["system", "measure", "result", "detail", "target", "verdict", "load"]);
     for r in rows {
         let result = match r.value {
             Some(v) => format!("{} {}", num(v), r.unit),
@@ -142,6 +157,7 @@ pub fn table(rows: &[Row]) -> Table {
             Cell::new(&r.detail),
             Cell::new(&r.target),
             Cell::new(r.verdict.text()),
+            Cell::new(&r.load),
         ]);
     }
     t
