@@ -132,6 +132,19 @@ impl Connection {
         }
     }
 
+    /// The store error for a failed write: as [`Connection::error`], and
+    /// when the write may have happened, the message says so.
+    pub(crate) fn write_error(&self, what: &str, error: kurrentdb::Error) -> StoreError {
+        let in_doubt = matches!(error, kurrentdb::Error::ServerError(_) | kurrentdb::Error::DeadlineExceeded);
+        match self.error(what, error) {
+            StoreError::Unavailable(message) if in_doubt => StoreError::Unavailable(format!(
+                "{message}; the write may or may not have happened, and retrying it with the same command id \
+                 (or the same event ids) is safe"
+            )),
+            other => other,
+        }
+    }
+
     /// The store error for a client error that the caller does not handle
     /// itself. `what` names the operation.
     pub(crate) fn error(&self, what: &str, error: kurrentdb::Error) -> StoreError {
@@ -141,13 +154,11 @@ impl Connection {
             E::ConnectionClosed | E::GrpcConnectionError(_) => {
                 StoreError::Unavailable(format!("{what}: cannot reach KurrentDB at {url}: {error}"))
             }
-            E::ServerError(message) => StoreError::Unavailable(format!(
-                "{what}: KurrentDB at {url} failed or the connection dropped ({message}); \
-                 a write in flight may or may not have happened, and retrying it with the same command id is safe"
-            )),
+            E::ServerError(message) => {
+                StoreError::Unavailable(format!("{what}: KurrentDB at {url} failed or the connection dropped ({message})"))
+            }
             E::DeadlineExceeded => StoreError::Unavailable(format!(
-                "{what}: KurrentDB at {url} did not answer within {:?}; \
-                 a write in flight may or may not have happened, and retrying it with the same command id is safe",
+                "{what}: KurrentDB at {url} did not answer within {:?}",
                 self.timeout
             )),
             E::NotLeaderException(leader) => StoreError::Unavailable(format!(

@@ -38,7 +38,7 @@ use seatledger_store::{
     AppendOutcome, Capabilities, ChainScope, Checkpoint, Clock, Direction, EventLocation, EventStore, ExpectedVersion,
     ImportOutcome, StoreError, StoredEvent, StreamAppend, MAX_READ_COUNT,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use uuid::Uuid;
@@ -371,7 +371,7 @@ impl KurrentDbStore {
                     CurrentRevision::NoStream => None,
                 }))
             }
-            Err(e) => Err(self.conn.error(what, e)),
+            Err(e) => Err(self.conn.write_error(what, e)),
         }
     }
 
@@ -732,14 +732,14 @@ impl KurrentDbStore {
         // Written in per-stream runs, in log order. Each run is atomic; the
         // import as a whole is not, and resumes by skipping what is stored.
         let gate = self.write_gate.lock().await;
-        let mut reserved: HashMap<Uuid, ()> = HashMap::new();
+        let mut reserved: HashSet<Uuid> = HashSet::new();
         for run in import_runs(writes) {
             let first = &run[0];
             let stream = first.stream.clone();
             let server_stream = self.names.ledger(&stream);
             for event in &run {
                 let Some(command_id) = event.metadata.command_id else { continue };
-                if reserved.insert(command_id, ()).is_some() {
+                if !reserved.insert(command_id) {
                     continue;
                 }
                 // The first stream a command wrote to owns it, as in the
@@ -983,11 +983,11 @@ impl EventStore for KurrentDbStore {
         let position = match direction {
             Direction::Forwards => StreamPosition::Position(from),
             // The server reads backwards from a revision past the end as
-            // nothing: start from the end instead.
+            // nothing: start from the last version instead (not from "the
+            // end", which may have moved on since).
             Direction::Backwards => match self.tail(&what, &server_stream).await? {
                 None => return Ok(Vec::new()),
-                Some(tail) if from >= tail.version => StreamPosition::End,
-                Some(_) => StreamPosition::Position(from),
+                Some(tail) => StreamPosition::Position(from.min(tail.version)),
             },
         };
         self.read_ledger(&what, &server_stream, position, direction, count).await

@@ -8,7 +8,7 @@
 //!
 //! Every test works in a namespace of its own, so the server need not be
 //! empty and runs never see each other's events. The node must accept
-//! appends of about 6 MiB (`MaxAppendSize`, see docs/kurrentdb.md) for the
+//! appends of 8 MiB or more (`MaxAppendSize`, see docs/kurrentdb.md) for the
 //! 10,000-event check.
 //!
 //! Without the variable every test says loudly that it was skipped, and
