@@ -169,16 +169,14 @@ impl KurrentDbStore {
         let names = Names::new(&options.namespace)?;
         let conn = Arc::new(Connection::new(url, options.timeout)?);
         let (head, _) = tokio::sync::watch::channel(0);
-        let head = Arc::new(head);
-        let follower = tokio::spawn(follow_head(conn.clone(), names.ledger_prefix().to_owned(), head.clone()));
-        let store = Self {
+        let mut store = Self {
             names,
             conn,
             clock,
             high_water: Mutex::new(None),
             write_gate: tokio::sync::Mutex::new(()),
-            head,
-            follower,
+            head: Arc::new(head),
+            follower: tokio::spawn(std::future::ready(())),
         };
         // The probe: proves the node answers and lets us read `$all`, and
         // seeds the head and the recorded-time high-water mark.
@@ -186,6 +184,9 @@ impl KurrentDbStore {
             store.raise_high_water(last.recorded_at);
             store.raise_head(last.position);
         }
+        // Started once the head is known, from there.
+        store.follower =
+            tokio::spawn(follow_head(store.conn.clone(), store.names.ledger_prefix().to_owned(), store.head.clone()));
         tracing::debug!(url = %store.conn.url(), namespace = %store.names.namespace(), "connected to KurrentDB");
         Ok(store)
     }
@@ -905,15 +906,20 @@ fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
 }
 
 /// Move the head watch when the ledger grows, whoever wrote: a `$all`
-/// subscription filtered to the ledger's streams, from the end, for as long
-/// as the store lives. Subscriptions also poll, so this only makes them
-/// quicker to see other processes' appends.
+/// subscription filtered to the ledger's streams, for as long as the store
+/// lives. It starts after the head the store knows, so nothing appended
+/// since is missed (an empty namespace means from the start of `$all`).
+/// Subscriptions also poll, so this only makes them quicker to see other
+/// processes' appends.
 async fn follow_head(conn: Arc<Connection>, ledger_prefix: String, head: Arc<tokio::sync::watch::Sender<u64>>) {
     let mut backoff = FOLLOW_BACKOFF_MIN;
     loop {
         let filter = SubscriptionFilter::on_stream_name().add_prefix(&ledger_prefix);
-        let options =
-            SubscribeToAllOptions::default().position(StreamPosition::End).filter(filter).requires_leader(true);
+        let from = match *head.borrow() {
+            0 => StreamPosition::Start,
+            p => StreamPosition::Position(kurrentdb::Position { commit: p, prepare: p }),
+        };
+        let options = SubscribeToAllOptions::default().position(from).filter(filter).requires_leader(true);
         let mut subscription = conn.client().subscribe_to_all(&options).await;
         loop {
             match subscription.next().await {
