@@ -123,7 +123,7 @@ fn exported_positions(store: &str, dir: &Path, name: &str) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_and_postgres_print_the_same_bytes_after_a_migration() {
+async fn sqlite_and_postgres_print_the_same_bytes_after_a_migration_and_an_import() {
     let Some(db) = seatledger_store_postgres::testing::fresh_database("cli_backends").await else { return };
     let dir = tempfile::tempdir().unwrap();
     let sqlite = sqlite_ledger(dir.path());
@@ -139,6 +139,16 @@ async fn sqlite_and_postgres_print_the_same_bytes_after_a_migration() {
         assert_eq!(a, b, "`{}` differs between SQLite and PostgreSQL", args.join(" "));
     }
     assert!(ok(&postgres, &["verify"]).contains("hash chain intact"));
+
+    // The same through a file: export from SQLite, import into another database.
+    let Some(db2) = seatledger_store_postgres::testing::fresh_database("cli_backends_import").await else { return };
+    let file = dir.path().join("export.jsonl");
+    ok(&sqlite, &["export", "--out", file.to_str().unwrap()]);
+    let imported = ok(db2.url(), &["import", file.to_str().unwrap(), "--json"]);
+    assert_eq!(serde_json::from_str::<Value>(&imported).unwrap()["imported"].as_u64(), Some(copied));
+    for ((args, a), b) in READS.iter().zip(&on_sqlite).zip(reads(db2.url(), READS)) {
+        assert_eq!(*a, b, "`{}` differs between SQLite and PostgreSQL after export and import", args.join(" "));
+    }
 
     // Migrating again copies nothing.
     let again: Value =
