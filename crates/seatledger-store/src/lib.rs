@@ -533,3 +533,35 @@ pub fn validate_event_fields(event_type: &str, payload: &str, id: Uuid) -> Resul
 pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
+
+/// A server URL as it may be shown in messages and logs: any password is
+/// replaced by `***` (`postgres://me:s3cret@db/x` → `postgres://me:***@db/x`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_show_in_urls() {
+        assert_eq!(redact_url("postgres://me:s3cret@db:5432/ledger"), "postgres://me:***@db:5432/ledger");
+        assert_eq!(
+            redact_url("kurrentdb://admin:changeit@node1:2113?tls=true"),
+            "kurrentdb://admin:***@node1:2113?tls=true"
+        );
+        assert_eq!(redact_url("postgres://me@db/x"), "postgres://me@db/x");
+        assert_eq!(redact_url("esdb+discover://a:2113,b:2113?tls=false"), "esdb+discover://a:2113,b:2113?tls=false");
+        assert_eq!(redact_url("sqlite:./x.db"), "sqlite:./x.db");
+    }
+}
