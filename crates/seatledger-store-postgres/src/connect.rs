@@ -188,30 +188,7 @@ impl Connector {
     }
 }
 
-/// A URL as it may be shown: any password replaced by `***`
-/// (`postgres://me:s3cret@db/x` → `postgres://me:***@db/x`).
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // A key=value string: hide the value of any password key.
-        return url
-            .split_whitespace()
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
+pub(crate) use seatledger_store::redact_url;
 
 /// `user@host:port/database` for a configuration, never with the password.
 fn describe_target(config: &Config) -> String {
@@ -320,13 +297,6 @@ mod tests {
         let err = Connector::new("postgres://me:s3cret@db:notaport/x", &options).unwrap_err().to_string();
         assert!(!err.contains("s3cret"), "{err}");
         assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
-    }
-
-    #[test]
-    fn urls_shown_hide_passwords() {
-        assert_eq!(redact_url("postgres://me:s3cret@db:5432/x"), "postgres://me:***@db:5432/x");
-        assert_eq!(redact_url("postgres://me@db/x"), "postgres://me@db/x");
-        assert_eq!(redact_url("host=db password=s3cret user=me"), "host=db password=*** user=me");
     }
 
     #[test]

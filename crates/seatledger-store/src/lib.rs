@@ -535,9 +535,19 @@ pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// A server URL as it may be shown in messages and logs: any password is
-/// replaced by `***` (`postgres://me:s3cret@db/x` → `postgres://me:***@db/x`).
+/// replaced by `***` (`postgres://me:s3cret@db/x` → `postgres://me:***@db/x`,
+/// and in a `key=value` string, `password=s3cret` → `password=***`).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url
+            .split_whitespace()
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+    };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     match authority.rsplit_once('@') {
@@ -563,5 +573,6 @@ mod tests {
         assert_eq!(redact_url("postgres://me@db/x"), "postgres://me@db/x");
         assert_eq!(redact_url("esdb+discover://a:2113,b:2113?tls=false"), "esdb+discover://a:2113,b:2113?tls=false");
         assert_eq!(redact_url("sqlite:./x.db"), "sqlite:./x.db");
+        assert_eq!(redact_url("host=db password=s3cret user=me"), "host=db password=*** user=me");
     }
 }
