@@ -952,6 +952,9 @@ async fn follow_head(conn: Arc<Connection>, ledger_prefix: String, head: Arc<tok
 impl EventStore for KurrentDbStore {
     async fn append_many(&self, appends: Vec<StreamAppend>) -> Result<Vec<AppendOutcome>, StoreError> {
         validate_appends(&appends)?;
+        if appends.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut streams: Vec<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
         streams.sort_unstable();
         streams.dedup();
