@@ -213,3 +213,69 @@ fn now_ticks() -> i64 {
     let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since.as_nanos() / 100).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proposed(n: u128) -> Proposed {
+        Proposed {
+            id: Uuid::from_u128(n),
+            event_type: "T".to_owned(),
+            content_type: "application/json".to_owned(),
+            custom_metadata: Vec::new(),
+            data: format!("{{\"n\":{n}}}").into_bytes(),
+        }
+    }
+
+    #[test]
+    fn expectations_are_checked_and_positions_grow_like_offsets() {
+        let mut log = Log::default();
+        let s = b"s".as_slice();
+        assert_eq!(
+            log.append(s, Expected::Revision(0), vec![proposed(1)]),
+            AppendResult::WrongExpectedVersion { current: None }
+        );
+        assert_eq!(
+            log.append(s, Expected::StreamExists, vec![proposed(1)]),
+            AppendResult::WrongExpectedVersion { current: None }
+        );
+        let AppendResult::Written { revision: 1, position } =
+            log.append(s, Expected::NoStream, vec![proposed(1), proposed(2)])
+        else {
+            panic!("the first append was not written");
+        };
+        let positions: Vec<u64> = log.summaries().iter().map(|r| r.position).collect();
+        assert_eq!(positions[1], position);
+        assert!(positions[0] >= FIRST_POSITION && positions[1] > positions[0] + 1, "{positions:?}");
+        assert_eq!(
+            log.append(s, Expected::Revision(0), vec![proposed(3)]),
+            AppendResult::WrongExpectedVersion { current: Some(1) }
+        );
+        assert!(matches!(
+            log.append(s, Expected::Revision(1), vec![proposed(3)]),
+            AppendResult::Written { revision: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn the_same_ids_where_they_were_written_are_idempotent_and_a_partial_match_is_not() {
+        let mut log = Log::default();
+        let s = b"s".as_slice();
+        log.append(s, Expected::NoStream, vec![proposed(1), proposed(2)]);
+        assert_eq!(
+            log.append(s, Expected::NoStream, vec![proposed(1), proposed(2)]),
+            AppendResult::Idempotent { revision: 1 }
+        );
+        assert_eq!(log.append(s, Expected::Revision(0), vec![proposed(2)]), AppendResult::Idempotent { revision: 1 });
+        assert_eq!(
+            log.append(s, Expected::NoStream, vec![proposed(1), proposed(9)]),
+            AppendResult::WrongExpectedVersion { current: Some(1) }
+        );
+        assert_eq!(
+            log.append(s, Expected::Any, vec![proposed(1), proposed(2)]),
+            AppendResult::Idempotent { revision: 1 }
+        );
+        assert_eq!(log.len(), 2, "nothing was written twice");
+    }
+}
