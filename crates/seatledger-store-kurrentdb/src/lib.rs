@@ -147,11 +147,17 @@ enum Appended {
 impl KurrentDbStore {
     /// Connect to the node or cluster a connection string names
     /// (`kurrentdb://`, `esdb://`, their `+discover` forms; see
-    /// `docs/kurrentdb.md`), under the default namespace. The node is asked
-    /// for the namespace's last event before this returns, so a wrong
-    /// address fails here, within [`DEFAULT_TIMEOUT`].
+    /// `docs/kurrentdb.md`), under the namespace its `namespace=` parameter
+    /// names (seatledger's own; the client never sees it), else the default.
+    /// The node is asked for the namespace's last event before this returns,
+    /// so a wrong address fails here, within [`DEFAULT_TIMEOUT`].
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
-        Self::connect_with_options(url, KurrentDbOptions::default(), clock).await
+        let (url, namespace) = split_namespace(url);
+        let options = KurrentDbOptions {
+            namespace: namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+            ..KurrentDbOptions::default()
+        };
+        Self::open(&url, options, clock).await
     }
 
     /// Connect, keeping seatledger's streams under `namespace`.
@@ -160,12 +166,24 @@ impl KurrentDbStore {
         Self::connect_with_options(url, options, clock).await
     }
 
-    /// Connect with every option spelled out.
+    /// Connect with every option spelled out. A `namespace=` parameter in
+    /// the connection string must agree with `options.namespace`.
     pub async fn connect_with_options(
         url: &str,
         options: KurrentDbOptions,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StoreError> {
+        let (url, namespace) = split_namespace(url);
+        if let Some(namespace) = namespace.filter(|n| *n != options.namespace) {
+            return Err(StoreError::Unavailable(format!(
+                "the connection string names namespace `{namespace}` and the options name `{}`: give one",
+                options.namespace
+            )));
+        }
+        Self::open(&url, options, clock).await
+    }
+
+    async fn open(url: &str, options: KurrentDbOptions, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let names = Names::new(&options.namespace)?;
         let conn = Arc::new(Connection::new(url, options.timeout)?);
         let (head, _) = tokio::sync::watch::channel(0);
@@ -834,6 +852,22 @@ struct ImportStream {
     known: HashMap<u64, Uuid>,
 }
 
+/// Take seatledger's own `namespace=` parameter out of a connection string,
+/// leaving the rest for the client exactly as it was.
+fn split_namespace(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else { return (url.to_owned(), None) };
+    let mut namespace = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case("namespace") => namespace = Some(value.to_owned()),
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    (url, namespace)
+}
+
 /// Consecutive events of one stream, cut so that each run fits one server
 /// append of a node with default settings.
 fn import_runs(events: Vec<StoredEvent>) -> Vec<Vec<StoredEvent>> {
@@ -1063,5 +1097,20 @@ impl EventStore for KurrentDbStore {
 
     fn head_watch(&self) -> tokio::sync::watch::Receiver<u64> {
         self.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_namespace;
+
+    #[test]
+    fn the_namespace_parameter_is_seatledgers_and_the_rest_is_left_as_it_was() {
+        assert_eq!(
+            split_namespace("kurrentdb://a:2113?tls=false&namespace=acme&nodePreference=leader"),
+            ("kurrentdb://a:2113?tls=false&nodePreference=leader".to_owned(), Some("acme".to_owned()))
+        );
+        assert_eq!(split_namespace("esdb://a,b,c?Namespace=x"), ("esdb://a,b,c".to_owned(), Some("x".to_owned())));
+        assert_eq!(split_namespace("kurrentdb://a:2113"), ("kurrentdb://a:2113".to_owned(), None));
     }
 }

@@ -331,6 +331,12 @@ async fn namespaces_keep_ledgers_apart_and_bookkeeping_out_of_the_log() {
     assert_eq!(alpha.stream_version("s").await.expect("version"), Some(0));
     assert_eq!(beta.stream_version("s").await.expect("version"), Some(1));
     assert_eq!(alpha.head_position().await.expect("head"), alpha_log[0].position);
+
+    // The connection string may name the namespace (seatledger's own parameter).
+    let named = connect(&format!("{url}&namespace=beta")).await;
+    assert_eq!((named.namespace(), read_everything(&named).await.len()), ("beta", 2));
+    let both = connect_with(&format!("{url}&namespace=beta"), "alpha", Duration::from_secs(10)).await;
+    assert!(assert_unavailable(both, "two namespaces").contains("give one"));
 }
 
 // ---------------------------------------------------------------------------
