@@ -164,3 +164,14 @@ pub(crate) fn decode_body<T: for<'de> Deserialize<'de>>(recorded: &RecordedEvent
         ))
     })
 }
+
+/// A link as the lowercase hex text stored in the metadata.
+pub(crate) fn hex_link(link: &[u8; 32]) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(64);
+    for byte in link {
+        // Writing into a String cannot fail.
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
