@@ -27,7 +27,7 @@
 //!   event ids) is safe.
 
 use kurrentdb::{Client, ClientSettings};
-use seatledger_store::StoreError;
+use seatledger_store::{redact_url, StoreError};
 use std::future::Future;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -189,23 +189,9 @@ fn new_client(settings: &ClientSettings, url: &str) -> Result<Client, StoreError
         .map_err(|e| StoreError::Unavailable(format!("cannot set up a KurrentDB client for {url}: {e}")))
 }
 
-/// The connection string as it may be shown: the password replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, hosts)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{hosts}{tail}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use seatledger_store::redact_url;
 
     #[test]
     fn passwords_are_redacted() {
