@@ -56,7 +56,11 @@ impl Aggregate for Pool {
         "pool".to_owned()
     }
 
-    async fn handle(&self, command: Self::Command, _services: &Self::Services) -> Result<Vec<Self::Event>, Self::Error> {
+    async fn handle(
+        &self,
+        command: Self::Command,
+        _services: &Self::Services,
+    ) -> Result<Vec<Self::Event>, Self::Error> {
         let PoolCommand::Reserve { first, count } = command;
         Ok((0..u64::from(count))
             .map(|i| PoolEvent::ReservationMade {
