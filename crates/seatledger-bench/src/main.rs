@@ -52,6 +52,11 @@ enum Cmd {
         /// Write straight into a store instead: `sqlite:PATH`.
         #[arg(long)]
         store: Option<String>,
+        /// With --store: go through `CommandHandler::apply_all`, 500 commands
+        /// per atomic call, instead of the bench's own loader (slower on big
+        /// workspaces: the handler clones each touched workspace per call).
+        #[arg(long, requires = "store")]
+        via_handler: bool,
     },
     /// Run the benchmarks; print a table and optionally write it as JSON.
     Run {
@@ -91,9 +96,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Cmd::Gen { seed, workspaces, users, months, reservations, out, store } => {
+        Cmd::Gen { seed, workspaces, users, months, reservations, out, store, via_handler } => {
             let params = GenParams { seed, workspaces, users, months, reservations };
-            rt.block_on(gen(params, out, store))
+            rt.block_on(gen(params, out, store, via_handler))
         }
         Cmd::Run { quick, with_10m, json, dir, peers, keep } => {
             rt.block_on(run(quick, with_10m, json, dir, peers, keep))
@@ -106,8 +111,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn gen(params: GenParams, out: Option<PathBuf>, store: Option<String>) -> anyhow::Result<()> {
+async fn gen(params: GenParams, out: Option<PathBuf>, store: Option<String>, via_handler: bool) -> anyhow::Result<()> {
     match (out, store) {
+        (_, Some(url)) if via_handler => {
+            let path = url.strip_prefix("sqlite:").context("only `sqlite:PATH` stores are supported")?;
+            let (commands, events) = gen_via_handler(&params, Path::new(path)).await?;
+            eprintln!("{commands} commands applied through CommandHandler::apply_all, {events} events, no refusal");
+            Ok(())
+        }
         (_, Some(url)) => {
             let path = url.strip_prefix("sqlite:").context("only `sqlite:PATH` stores are supported")?;
             let h = replay::build("gen", params, Path::new(path)).await?;
@@ -139,6 +150,37 @@ async fn gen(params: GenParams, out: Option<PathBuf>, store: Option<String>) -> 
         }
         (None, None) => anyhow::bail!("say where the history goes: --out FILE or --store sqlite:PATH"),
     }
+}
+
+/// Apply a generated history through the application's own command handler,
+/// a few hundred commands per atomic `apply_all`; any refusal is an error.
+async fn gen_via_handler(params: &GenParams, path: &Path) -> anyhow::Result<(usize, usize)> {
+    use seatledger_app::{AppError, CommandHandler, CommandMeta, V7Ids};
+    let store = ledger::open(path)?;
+    let handler = CommandHandler::new(store, std::sync::Arc::new(V7Ids));
+    let mut lines = vec![];
+    generate(params, |l| {
+        lines.push(l.to_owned());
+        Ok::<_, std::convert::Infallible>(())
+    })?;
+    let mut parsed = Vec::with_capacity(lines.len());
+    for (i, text) in lines.iter().enumerate() {
+        let e = seatledger_codec::parse_command(text).with_context(|| format!("line {}", i + 1))?;
+        let (Some(at), Some(id)) = (e.at, e.command_id) else {
+            anyhow::bail!("line {} lacks `at` or `command_id`", i + 1)
+        };
+        let meta = CommandMeta::new(e.actor.unwrap_or_default(), e.channel.unwrap_or_default(), id);
+        parsed.push((i + 1, seatledger_domain::Command { at, body: e.body }, meta));
+    }
+    let mut events = 0;
+    for chunk in parsed.chunks(500) {
+        match handler.apply_all(chunk, false).await {
+            Ok(report) => events += report.events_appended,
+            Err(AppError::FileRejected(lines)) => anyhow::bail!("refused: {lines:?}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok((parsed.len(), events))
 }
 
 /// What the machine is, for the record.
