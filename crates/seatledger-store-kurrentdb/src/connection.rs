@@ -59,7 +59,7 @@ impl Connection {
             // The parser's message may quote the whole string, password
             // included: show the redacted form instead.
             let message = e.to_string().replace(url, &redacted);
-            StoreError::Unavailable(format!("invalid KurrentDB connection string `{redacted}`: {message}"))
+            StoreError::InvalidConfig(format!("invalid KurrentDB connection string `{redacted}`: {message}"))
         })?;
         let client = new_client(&settings, &redacted)?;
         Ok(Self { settings, url: redacted, client: Mutex::new(client), timeout })

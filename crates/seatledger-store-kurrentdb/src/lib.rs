@@ -140,7 +140,7 @@ impl KurrentDbStore {
     ) -> Result<Self, StoreError> {
         let (url, namespace) = split_namespace(url);
         if let Some(namespace) = namespace.filter(|n| *n != options.namespace) {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::InvalidConfig(format!(
                 "the connection string names namespace `{namespace}` and the options name `{}`: give one",
                 options.namespace
             )));
@@ -529,7 +529,12 @@ impl EventStore for KurrentDbStore {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { atomic_multi_stream_append: false, gapless_positions: false, chain: ChainScope::PerStream }
+        Capabilities {
+            atomic_multi_stream_append: false,
+            gapless_positions: false,
+            chain: ChainScope::PerStream,
+            event_ids: seatledger_store::EventIdScope::ExpectedPosition,
+        }
     }
 
     fn head_watch(&self) -> tokio::sync::watch::Receiver<u64> {

@@ -36,7 +36,7 @@ impl Names {
             && namespace.len() <= MAX_NAMESPACE_BYTES
             && namespace.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            return Err(StoreError::Unavailable(format!(
+            return Err(StoreError::InvalidConfig(format!(
                 "invalid KurrentDB namespace {namespace:?}: use 1 to {MAX_NAMESPACE_BYTES} ASCII letters, digits or `_`"
             )));
         }
@@ -91,7 +91,7 @@ mod tests {
     #[test]
     fn namespaces_cannot_overlap() {
         for bad in ["", "a-b", "a~b", "$system", "a b", "ä", &"x".repeat(MAX_NAMESPACE_BYTES + 1)] {
-            assert!(matches!(Names::new(bad), Err(StoreError::Unavailable(_))), "{bad:?} was accepted");
+            assert!(matches!(Names::new(bad), Err(StoreError::InvalidConfig(_))), "{bad:?} was accepted");
         }
         assert!(Names::new("test_0193ab").is_ok());
     }

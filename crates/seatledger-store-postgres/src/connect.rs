@@ -94,13 +94,15 @@ impl PostgresOptions {
             && schema.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
             && !schema.starts_with("pg_");
         if !valid {
-            return Err(StoreError::Backend(format!(
+            return Err(StoreError::InvalidConfig(format!(
                 "schema name {schema:?} is not a plain lowercase SQL identifier (a-z, 0-9, _; at most 48 bytes; \
                  not starting with pg_)"
             )));
         }
         if self.connect_timeout.is_zero() || self.operation_timeout.is_zero() {
-            return Err(StoreError::Backend("connect and operation timeouts must be longer than zero".to_owned()));
+            return Err(StoreError::InvalidConfig(
+                "connect and operation timeouts must be longer than zero".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -121,7 +123,7 @@ impl Connector {
     /// string) into a connector.
     pub(crate) fn new(url: &str, options: &PostgresOptions) -> Result<Self, StoreError> {
         let mut config = Config::from_str(url).map_err(|e| {
-            StoreError::Backend(format!("`{}` is not a valid PostgreSQL URL: {}", redact_url(url), describe(&e)))
+            StoreError::InvalidConfig(format!("`{}` is not a valid PostgreSQL URL: {}", redact_url(url), describe(&e)))
         })?;
         if config.get_hosts().is_empty() {
             return Err(StoreError::Backend(format!(

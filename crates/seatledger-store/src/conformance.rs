@@ -328,14 +328,13 @@ async fn positions_of(store: &dyn EventStore, stream: &str) -> Vec<u64> {
     read_forwards(store, stream).await.iter().map(|e| e.position).collect()
 }
 
-/// Whether the store finds an event id in whatever stream it is stored. A
-/// store whose hash chain spans the whole log serialises its appends and sees
-/// the whole log when it writes, so it can. A store with per-stream chains
-/// (KurrentDB) knows only the stream it writes to: it recognises a retried
-/// event where the append's expected version puts it, which is KurrentDB's own
-/// idempotency rule, and the checks below hold it to exactly that.
+/// Whether the store finds an event id in whatever stream it is stored
+/// ([`EventIdScope::WholeLog`]). A store that knows only the stream it writes
+/// to (KurrentDB) recognises a retried event where the append's expected
+/// version puts it, which is KurrentDB's own idempotency rule, and the checks
+/// below hold it to exactly that.
 pub fn finds_event_ids_in_any_stream(store: &dyn EventStore) -> bool {
-    store.capabilities().chain == ChainScope::GlobalLog
+    store.capabilities().event_ids == crate::EventIdScope::WholeLog
 }
 
 /// Whether `append_many` over several streams is atomic; when it is not, the

@@ -278,6 +278,10 @@ pub enum StoreError {
     /// A command id was used before with a different stream.
     #[error("command id {command_id} was already used for stream `{stream}`")]
     CommandIdReused { command_id: Uuid, stream: String },
+    /// The store's configuration is wrong: a malformed URL or connection
+    /// string, an invalid namespace or schema name. Says what and where.
+    #[error("invalid store configuration: {0}")]
+    InvalidConfig(String),
     /// The request is malformed (empty stream name, too many events, payload
     /// that is not a JSON object, …). Names what is wrong.
     #[error("invalid append: {0}")]
@@ -317,12 +321,30 @@ pub struct Capabilities {
     pub gapless_positions: bool,
     /// How far the hash chain reaches, see [`chain`].
     pub chain: ChainScope,
+    /// Where a stored event id is recognised when it is sent again.
+    pub event_ids: EventIdScope,
+}
+
+/// Where a store looks for an event id sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventIdScope {
+    /// Anywhere in the log: an id stored in any stream, at any version, is
+    /// found, and sending it again anywhere else is `DuplicateEventId`.
+    WholeLog,
+    /// Where the append's expected version puts it (KurrentDB's own rule): a
+    /// retry of the very same append is recognised; an id reused elsewhere
+    /// is not detected.
+    ExpectedPosition,
 }
 
 impl Capabilities {
     /// What the embedded stores and PostgreSQL promise.
-    pub const FULL: Capabilities =
-        Capabilities { atomic_multi_stream_append: true, gapless_positions: true, chain: ChainScope::GlobalLog };
+    pub const FULL: Capabilities = Capabilities {
+        atomic_multi_stream_append: true,
+        gapless_positions: true,
+        chain: ChainScope::GlobalLog,
+        event_ids: EventIdScope::WholeLog,
+    };
 }
 
 /// The order the hash chain links events in.
