@@ -41,7 +41,8 @@ pub const PAGE: usize = 1_000;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Schema migrations, applied in order, each once, at start-up.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE seatledger_read.checkpoints (
     name TEXT PRIMARY KEY,
     position BIGINT NOT NULL,
@@ -120,7 +121,11 @@ CREATE TABLE seatledger_read.invoice_lines (
     taxable BOOLEAN NOT NULL,
     PRIMARY KEY (number, line_no)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE seatledger_read.checkpoints ADD COLUMN source_first_position BIGINT;
+"#,
+];
 
 /// Every table the read models fill, emptied by a rebuild (children first).
 const TABLES: &[&str] = &["invoice_lines", "invoice_documents", "licence_changes", "audit_log"];
@@ -137,12 +142,14 @@ pub enum ReadModelError {
     /// A stored event could not be decoded.
     #[error("cannot fold {0}")]
     Decode(String),
-    /// The tables were built from another ledger.
+    /// The tables were built from another ledger, or from this ledger on
+    /// another store whose positions differ (after a migration to KurrentDB).
     #[error(
-        "the read models in this database were built from another ledger (its first event is {built_from}, \
-         this ledger's is {this_ledger}); rebuild them to switch ledgers"
+        "the read models in this database were built from another ledger or store (its first event is {} at \
+         position {}, this store's is {} at position {}); rebuild them to switch",
+        .built_from.0, .built_from.1, .this_ledger.0, .this_ledger.1
     )]
-    OtherLedger { built_from: uuid::Uuid, this_ledger: uuid::Uuid },
+    OtherLedger { built_from: (uuid::Uuid, u64), this_ledger: (uuid::Uuid, u64) },
 }
 
 fn db(context: &str) -> impl Fn(tokio_postgres::Error) -> ReadModelError + '_ {
@@ -244,10 +251,13 @@ impl PgReadModels {
     async fn check_ledger(&self, store: &dyn EventStore) -> Result<(), ReadModelError> {
         let row = self
             .client
-            .query_one(&format!("SELECT source_first_event FROM {SCHEMA}.checkpoints WHERE name = $1"), &[&CHECKPOINT])
+            .query_one(
+                &format!("SELECT source_first_event, source_first_position FROM {SCHEMA}.checkpoints WHERE name = $1"),
+                &[&CHECKPOINT],
+            )
             .await
             .map_err(db("reading the checkpoint"))?;
-        same_ledger(row.get(0), store).await.map(|_| ())
+        same_ledger(row.get(0), row.get(1), store).await.map(|_| ())
     }
 
     /// Fold every event after the checkpoint, page by page; at most
@@ -288,7 +298,7 @@ impl PgReadModels {
         let tables: Vec<String> = TABLES.iter().map(|t| format!("{SCHEMA}.{t}")).collect();
         tx.batch_execute(&format!("TRUNCATE {}", tables.join(", "))).await.map_err(db("emptying the tables"))?;
         tx.execute(
-            &format!("UPDATE {SCHEMA}.checkpoints SET position = 0, source_first_event = NULL, updated_at = now() WHERE name = $1"),
+            &format!("UPDATE {SCHEMA}.checkpoints SET position = 0, source_first_event = NULL, source_first_position = NULL, updated_at = now() WHERE name = $1"),
             &[&CHECKPOINT],
         )
         .await
@@ -332,13 +342,17 @@ impl PgReadModels {
         let tx = self.client.transaction().await.map_err(db("starting a page"))?;
         let row = tx
             .query_one(
-                &format!("SELECT position, source_first_event FROM {SCHEMA}.checkpoints WHERE name = $1 FOR UPDATE"),
+                &format!(
+                    "SELECT position, source_first_event, source_first_position FROM {SCHEMA}.checkpoints \
+                     WHERE name = $1 FOR UPDATE"
+                ),
                 &[&CHECKPOINT],
             )
             .await
             .map_err(db("locking the checkpoint"))?;
         let at = row.get::<_, i64>(0) as u64;
-        let first_event = same_ledger(row.get(1), store).await?;
+        let first = same_ledger(row.get(1), row.get(2), store).await?;
+        let (first_event, first_position) = (first.map(|f| f.0), first.map(|f| f.1 as i64));
         let mut audit = AuditLog::default();
         let mut changes = ChangeLog::default();
         let mut folded = 0;
@@ -359,9 +373,9 @@ impl PgReadModels {
         tx.execute(
             &format!(
                 "UPDATE {SCHEMA}.checkpoints SET position = $2, source_first_event = coalesce(source_first_event, $3), \
-                 updated_at = now() WHERE name = $1"
+                 source_first_position = coalesce(source_first_position, $4), updated_at = now() WHERE name = $1"
             ),
-            &[&CHECKPOINT, &(position as i64), &first_event],
+            &[&CHECKPOINT, &(position as i64), &first_event, &first_position],
         )
         .await
         .map_err(db("saving the checkpoint"))?;
@@ -370,18 +384,25 @@ impl PgReadModels {
     }
 }
 
-/// The ledger's first event id, refusing a ledger other than the one the
-/// tables were built from.
+/// The store's first event (id and position), refusing a store other than
+/// the one the tables were built from: another ledger (another first event),
+/// or the same ledger migrated to a store that numbers positions differently
+/// (the checkpoint would mean something else there). A ledger copied between
+/// SQLite and PostgreSQL keeps both, and the tables carry on.
 async fn same_ledger(
-    built_from: Option<uuid::Uuid>,
+    built_from_event: Option<uuid::Uuid>,
+    built_from_position: Option<i64>,
     store: &dyn EventStore,
-) -> Result<Option<uuid::Uuid>, ReadModelError> {
-    let first_event = store.read_all(0, 1).await?.first().map(|e| e.id);
-    match (built_from, first_event) {
-        (Some(built_from), Some(this_ledger)) if built_from != this_ledger => {
-            Err(ReadModelError::OtherLedger { built_from, this_ledger })
+) -> Result<Option<(uuid::Uuid, u64)>, ReadModelError> {
+    let first = store.read_all(0, 1).await?.first().map(|e| (e.id, e.position));
+    match (built_from_event, first) {
+        (Some(event), Some(this_ledger))
+            if event != this_ledger.0 || built_from_position.is_some_and(|p| p as u64 != this_ledger.1) =>
+        {
+            let position = built_from_position.map_or(0, |p| p as u64);
+            Err(ReadModelError::OtherLedger { built_from: (event, position), this_ledger })
         }
-        _ => Ok(first_event),
+        _ => Ok(first),
     }
 }
 

@@ -10,6 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use seatledger_app::invoicing;
+use seatledger_app::transfer::migrate;
 use seatledger_app::{decode_stored, CommandHandler, CommandMeta, SequentialIds};
 use seatledger_codec::parse_command;
 use seatledger_domain::{AccountId, Command, Month, WorkspaceId};
@@ -194,7 +195,7 @@ async fn tables_hold_what_the_projections_hold_and_the_invoices_with_their_amoun
     let again = models.catch_up(store.as_ref(), None, &mut |_, _| {}).await.unwrap();
     assert_eq!((again.events, again.position), (0, head));
     assert_eq!(audit_rows(&c).await.len() as u64, head);
-    assert_eq!(models.schema_version().await.unwrap(), 1);
+    assert_eq!(models.schema_version().await.unwrap(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -300,4 +301,36 @@ async fn follow_folds_new_events_as_they_are_appended() {
     stop_tx.send(()).unwrap();
     let total = follower.await.unwrap().unwrap();
     assert_eq!(total.position, head + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migrated_ledger_carries_on_where_positions_are_kept_and_is_refused_where_they_are_not() {
+    let Some(db) = testing::fresh_database("rm_migrated").await else { return };
+    let Some(copy) = testing::fresh_database("rm_migrated_store").await else { return };
+    let original = dispute_ledger().await;
+    let mut models = PgReadModels::connect(db.url()).await.unwrap();
+    models.catch_up(original.as_ref(), None, &mut |_, _| {}).await.unwrap();
+
+    // PostgreSQL numbers the copy 1, 2, 3, … as the original: the tables carry on.
+    let postgres: Arc<dyn EventStore> =
+        Arc::new(seatledger_store_postgres::PostgresStore::connect(copy.url(), Arc::new(SystemClock)).await.unwrap());
+    migrate(original.as_ref(), postgres.as_ref(), &mut |_, _| {}).await.unwrap();
+    let carried = models.catch_up(postgres.as_ref(), None, &mut |_, _| {}).await.unwrap();
+    assert_eq!((carried.events, carried.position), (0, original.head_position().await.unwrap()));
+
+    // KurrentDB gives the same events its own positions: the checkpoint would
+    // mean something else there, so the tables refuse until rebuilt.
+    let double = kurrentdb_double::Double::start().await;
+    let kurrent: Arc<dyn EventStore> = Arc::new(
+        seatledger_store_kurrentdb::KurrentDbStore::connect(&double.connection_string(), Arc::new(SystemClock))
+            .await
+            .unwrap(),
+    );
+    migrate(original.as_ref(), kurrent.as_ref(), &mut |_, _| {}).await.unwrap();
+    let err = models.catch_up(kurrent.as_ref(), None, &mut |_, _| {}).await.unwrap_err();
+    assert!(matches!(err, ReadModelError::OtherLedger { .. }), "{err}");
+    let rebuilt = models.rebuild(kurrent.as_ref(), &mut |_, _| {}).await.unwrap();
+    assert_eq!(rebuilt.position, kurrent.head_position().await.unwrap());
+    let (audit, _) = projected(kurrent.as_ref()).await;
+    assert_eq!(audit_rows(&client(db.url()).await).await, expected_audit(&audit));
 }
