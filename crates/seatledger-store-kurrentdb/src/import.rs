@@ -4,8 +4,7 @@ use crate::codec::{self, CommandReservation, Tail};
 use crate::{Appended, KurrentDbStore};
 use kurrentdb::{StreamPosition, StreamState};
 use seatledger_store::{
-    chain, truncate_to_micros, validate_event_fields, validate_stream_name, Direction, ExpectedVersion, ImportOutcome,
-    StoreError, StoredEvent,
+    chain, truncate_to_micros, validate_imported, Direction, ExpectedVersion, ImportOutcome, StoreError, StoredEvent,
 };
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -179,14 +178,4 @@ fn import_runs(events: Vec<StoredEvent>) -> Vec<Vec<StoredEvent>> {
         }
     }
     runs
-}
-
-/// Check an imported event's own fields, naming it in the error.
-fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
-    let invalid = |e: StoreError| match e {
-        StoreError::InvalidAppend(reason) => StoreError::InvalidImport { id: event.id, reason },
-        other => other,
-    };
-    validate_stream_name(&event.stream).map_err(invalid)?;
-    validate_event_fields(&event.event_type, &event.payload, event.id).map_err(invalid)
 }

@@ -23,7 +23,7 @@ use crate::schema::hex32;
 use crate::sql::Sql;
 use chrono::{DateTime, Utc};
 use seatledger_store::{
-    chain, dedup_by_event_ids, truncate_to_micros, validate_event_fields, validate_stream_name, AppendOutcome, Clock,
+    chain, check_import_fits, dedup_by_event_ids, truncate_to_micros, validate_imported, AppendOutcome, Clock,
     EventLocation, ExpectedVersion, ImportOutcome, StoreError, StoredEvent, StreamAppend,
 };
 use std::collections::HashMap;
@@ -897,44 +897,4 @@ async fn stream_versions(conn: &Conn, streams: &[&str]) -> Result<HashMap<String
         versions.insert(stream, version);
     }
     Ok(versions)
-}
-
-/// Check an imported event's own fields, naming it in the error.
-fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
-    let invalid = |e: StoreError| match e {
-        StoreError::InvalidAppend(reason) => StoreError::InvalidImport { id: event.id, reason },
-        other => other,
-    };
-    validate_stream_name(&event.stream).map_err(invalid)?;
-    validate_event_fields(&event.event_type, &event.payload, event.id).map_err(invalid)
-}
-
-/// No version gap, no version taken twice, no recorded time going backwards.
-fn check_import_fits(
-    event: &StoredEvent,
-    current: Option<u64>,
-    last_recorded_at: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    let next = current.map_or(0, |v| v + 1);
-    let invalid = |reason: String| Err(StoreError::InvalidImport { id: event.id, reason });
-    if event.stream_version < next {
-        return invalid(format!(
-            "version {} of stream `{}` is already taken by a different event",
-            event.stream_version, event.stream
-        ));
-    }
-    if event.stream_version > next {
-        return invalid(format!(
-            "version gap on stream `{}`: the next version is {next}, the event has version {}",
-            event.stream, event.stream_version
-        ));
-    }
-    match last_recorded_at {
-        Some(last) if event.recorded_at < last => invalid(format!(
-            "recorded_at {} is earlier than the last stored event's {}",
-            event.recorded_at.to_rfc3339(),
-            last.to_rfc3339()
-        )),
-        _ => Ok(()),
-    }
 }

@@ -18,8 +18,8 @@ use crate::rows::{micros, to_sql_int, uuid_text, Context};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension};
 use seatledger_store::{
-    chain, dedup_by_event_ids, truncate_to_micros, validate_event_fields, validate_stream_name, AppendOutcome,
-    Checkpoint, Clock, EventLocation, ImportOutcome, StoreError, StoredEvent, StreamAppend,
+    chain, check_import_fits, dedup_by_event_ids, truncate_to_micros, validate_imported, AppendOutcome, Checkpoint,
+    Clock, EventLocation, ImportOutcome, StoreError, StoredEvent, StreamAppend,
 };
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -541,44 +541,4 @@ fn delete_checkpoint(conn: &Connection, name: &str) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached("DELETE FROM checkpoints WHERE name = ?1").context(doing)?;
     stmt.execute([name]).context(doing)?;
     Ok(())
-}
-
-/// Check an imported event's own fields, naming it in the error.
-fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
-    let invalid = |e: StoreError| match e {
-        StoreError::InvalidAppend(reason) => StoreError::InvalidImport { id: event.id, reason },
-        other => other,
-    };
-    validate_stream_name(&event.stream).map_err(invalid)?;
-    validate_event_fields(&event.event_type, &event.payload, event.id).map_err(invalid)
-}
-
-/// No version gap, no version taken twice, no recorded time going backwards.
-fn check_import_fits(
-    event: &StoredEvent,
-    current: Option<u64>,
-    last_recorded_at: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    let next = current.map_or(0, |v| v + 1);
-    let invalid = |reason: String| Err(StoreError::InvalidImport { id: event.id, reason });
-    if event.stream_version < next {
-        return invalid(format!(
-            "version {} of stream `{}` is already taken by a different event",
-            event.stream_version, event.stream
-        ));
-    }
-    if event.stream_version > next {
-        return invalid(format!(
-            "version gap on stream `{}`: the next version is {next}, the event has version {}",
-            event.stream, event.stream_version
-        ));
-    }
-    match last_recorded_at {
-        Some(last) if event.recorded_at < last => invalid(format!(
-            "recorded_at {} is earlier than the last stored event's {}",
-            event.recorded_at.to_rfc3339(),
-            last.to_rfc3339()
-        )),
-        _ => Ok(()),
-    }
 }

@@ -551,6 +551,48 @@ pub fn validate_event_fields(event_type: &str, payload: &str, id: Uuid) -> Resul
     }
 }
 
+/// Check an imported event's own fields, naming it in the error.
+pub fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
+    let invalid = |e: StoreError| match e {
+        StoreError::InvalidAppend(reason) => StoreError::InvalidImport { id: event.id, reason },
+        other => other,
+    };
+    validate_stream_name(&event.stream).map_err(invalid)?;
+    validate_event_fields(&event.event_type, &event.payload, event.id).map_err(invalid)
+}
+
+/// The order checks shared by every backend's import: no version gap, no
+/// version taken twice, no recorded time going backwards. `current` is the
+/// stream's last version and `last_recorded_at` the log's last recorded time.
+pub fn check_import_fits(
+    event: &StoredEvent,
+    current: Option<u64>,
+    last_recorded_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
+    let next = current.map_or(0, |v| v + 1);
+    let invalid = |reason: String| Err(StoreError::InvalidImport { id: event.id, reason });
+    if event.stream_version < next {
+        return invalid(format!(
+            "version {} of stream `{}` is already taken by a different event",
+            event.stream_version, event.stream
+        ));
+    }
+    if event.stream_version > next {
+        return invalid(format!(
+            "version gap on stream `{}`: the next version is {next}, the event has version {}",
+            event.stream, event.stream_version
+        ));
+    }
+    match last_recorded_at {
+        Some(last) if event.recorded_at < last => invalid(format!(
+            "recorded_at {} is earlier than the last stored event's {}",
+            event.recorded_at.to_rfc3339(),
+            last.to_rfc3339()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Truncate a timestamp to whole microseconds, the precision every backend keeps.
 pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)

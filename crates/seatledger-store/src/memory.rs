@@ -7,7 +7,7 @@
 //! without an undo log: the apply step cannot fail.
 
 use crate::{
-    chain, dedup_by_event_ids, truncate_to_micros, validate_appends, validate_event_fields, validate_stream_name,
+    chain, check_import_fits, dedup_by_event_ids, truncate_to_micros, validate_appends, validate_imported,
     AppendOutcome, Checkpoint, Clock, Direction, EventLocation, EventStore, ImportOutcome, StoreError, StoredEvent,
     StreamAppend, SystemClock, MAX_READ_COUNT,
 };
@@ -244,16 +244,6 @@ fn plan(staging: &Staging<'_>, append: &StreamAppend) -> Result<Plan, StoreError
     Ok(Plan::Write)
 }
 
-/// Check an imported event's own fields, naming it in the error.
-fn validate_imported(event: &StoredEvent) -> Result<(), StoreError> {
-    let invalid = |e: StoreError| match e {
-        StoreError::InvalidAppend(reason) => StoreError::InvalidImport { id: event.id, reason },
-        other => other,
-    };
-    validate_stream_name(&event.stream).map_err(invalid)?;
-    validate_event_fields(&event.event_type, &event.payload, event.id).map_err(invalid)
-}
-
 /// Decide one imported event: `Ok(false)` when it is stored already and is
 /// skipped, `Ok(true)` when it is to be written.
 fn plan_import(staging: &Staging<'_>, event: &StoredEvent) -> Result<bool, StoreError> {
@@ -272,47 +262,6 @@ fn plan_import(staging: &Staging<'_>, event: &StoredEvent) -> Result<bool, Store
     }
     check_import_fits(event, staging.stream_version(&event.stream), staging.head.recorded_at)?;
     Ok(true)
-}
-
-/// The order checks shared by every backend's import: no version gap, no
-/// version taken twice, no recorded time going backwards.
-fn check_import_fits(
-    event: &StoredEvent,
-    current: Option<u64>,
-    last_recorded_at: Option<DateTime<Utc>>,
-) -> Result<(), StoreError> {
-    let next = current.map_or(0, |v| v + 1);
-    if event.stream_version < next {
-        return Err(StoreError::InvalidImport {
-            id: event.id,
-            reason: format!(
-                "version {} of stream `{}` is already taken by a different event",
-                event.stream_version, event.stream
-            ),
-        });
-    }
-    if event.stream_version > next {
-        return Err(StoreError::InvalidImport {
-            id: event.id,
-            reason: format!(
-                "version gap on stream `{}`: the next version is {next}, the event has version {}",
-                event.stream, event.stream_version
-            ),
-        });
-    }
-    if let Some(last) = last_recorded_at {
-        if event.recorded_at < last {
-            return Err(StoreError::InvalidImport {
-                id: event.id,
-                reason: format!(
-                    "recorded_at {} is earlier than the last stored event's {}",
-                    event.recorded_at.to_rfc3339(),
-                    last.to_rfc3339()
-                ),
-            });
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]
