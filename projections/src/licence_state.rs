@@ -73,11 +73,9 @@ impl Projection for LicenceState {
         match r.stream {
             StreamId::Catalog => self.catalog.apply(r.event),
             StreamId::Invoices(_) | StreamId::Outbox(_) => {}
-            StreamId::Workspace(id) => match self.workspaces.remove(id) {
-                Some(mut ws) => {
-                    ws.apply(r.event);
-                    self.workspaces.insert(id.clone(), ws);
-                }
+            StreamId::Workspace(id) => match self.workspaces.get_mut(id) {
+                // In place: no remove and re-insert, no cloned id per event.
+                Some(ws) => ws.apply(r.event),
                 None => {
                     if let Some(ws) = Workspace::evolve(None, r.event) {
                         self.workspaces.insert(id.clone(), ws);

@@ -59,13 +59,19 @@ macro_rules! event_schemas {
             }
         }
 
-        fn decode_current(event_type: &str, value: serde_json::Value) -> Result<Event, DecodeError> {
+        /// Decode a payload already at the current schema version of its
+        /// type: straight from its text, or from the value an upcaster made.
+        fn decode_current(event_type: &str, payload: Payload<'_>) -> Result<Event, DecodeError> {
             match event_type {
                 $($type_name => {
                     let bad = |message: String| DecodeError::BadPayload {
                         event_type: $type_name.to_owned(), version: $version, message,
                     };
-                    let repr: $repr = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+                    let repr: $repr = match payload {
+                        Payload::Text(text) => serde_json::from_str(text),
+                        Payload::Upcast(value) => serde_json::from_value(value),
+                    }
+                    .map_err(|e| bad(e.to_string()))?;
                     let field = |error: FieldError| DecodeError::BadField {
                         event_type: $type_name.to_owned(), version: $version, error,
                     };
@@ -172,13 +178,26 @@ pub fn decode(event_type: &str, schema_version: u32, payload: &str) -> Result<Ev
             current,
         });
     }
+    if schema_version == current {
+        // Today's schema: one pass from the text into the wire struct.
+        return decode_current(event_type, Payload::Text(payload));
+    }
+    // An older schema: the upcasters work on a `serde_json::Value`.
     let value: serde_json::Value = serde_json::from_str(payload).map_err(|e| DecodeError::BadPayload {
         event_type: event_type.to_owned(),
         version: schema_version,
         message: e.to_string(),
     })?;
     let value = upcast(event_type, schema_version, value)?;
-    decode_current(event_type, value)
+    decode_current(event_type, Payload::Upcast(value))
+}
+
+/// A payload at the current schema version of its type.
+enum Payload<'a> {
+    /// As stored.
+    Text(&'a str),
+    /// Made by the upcasters from an older version.
+    Upcast(serde_json::Value),
 }
 
 /// Bring a payload from `version` up to the current schema, one step at a time.
