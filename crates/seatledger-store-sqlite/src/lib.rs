@@ -27,7 +27,7 @@ mod writer;
 
 use async_trait::async_trait;
 use reader::ReadPool;
-use rows::{from_sql_int, to_sql_int, Context, RawEvent, EVENT_COLUMNS};
+use rows::{event_from_row, from_sql_int, to_sql_int, Context, EVENT_COLUMNS};
 use seatledger_store::{
     validate_appends, AppendOutcome, Checkpoint, Clock, Direction, EventStore, ImportOutcome, StoreError, StoredEvent,
     StreamAppend, MAX_READ_COUNT,
@@ -194,10 +194,10 @@ impl EventStore for SqliteStore {
                     .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND {sql} LIMIT ?3"))
                     .context(doing)?;
                 let limit = to_sql_int(count as u64, "read count")?;
-                let rows = stmt.query_map((stream.as_str(), from, limit), RawEvent::from_row).context(doing)?;
+                let mut rows = stmt.query((stream.as_str(), from, limit)).context(doing)?;
                 let mut events = Vec::with_capacity(count.min(1_024));
-                for row in rows {
-                    let event = row.context(doing)?.into_event()?;
+                while let Some(row) = rows.next().context(doing)? {
+                    let event = event_from_row(row)?;
                     if let Some(previous) = events.last() {
                         check_stream_order(previous, &event, direction)?;
                     }
@@ -225,10 +225,10 @@ impl EventStore for SqliteStore {
                     ))
                     .context(doing)?;
                 let limit = to_sql_int(count as u64, "read count")?;
-                let rows = stmt.query_map((after, limit), RawEvent::from_row).context(doing)?;
+                let mut rows = stmt.query((after, limit)).context(doing)?;
                 let mut events: Vec<StoredEvent> = Vec::with_capacity(count.min(1_024));
-                for row in rows {
-                    let event = row.context(doing)?.into_event()?;
+                while let Some(row) = rows.next().context(doing)? {
+                    let event = event_from_row(row)?;
                     let previous = events.last().map_or(after, |e| e.position as i64);
                     if event.position as i64 <= previous {
                         return Err(StoreError::Corrupt(format!(
@@ -281,7 +281,7 @@ impl EventStore for SqliteStore {
                 .context(doing)?;
                 row.map(|(position, state)| {
                     Ok(Checkpoint {
-                        position: from_sql_int(position, &format!("the position of checkpoint `{name}`"))?,
+                        position: from_sql_int(position, format_args!("the position of checkpoint `{name}`"))?,
                         state,
                     })
                 })

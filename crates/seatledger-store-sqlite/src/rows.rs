@@ -6,11 +6,13 @@
 //! signed 64-bit integers, refusing anything that does not fit either way.
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::ValueRef;
 use rusqlite::Row;
 use seatledger_store::{EventMetadata, StoreError, StoredEvent};
+use std::fmt::Display;
 use uuid::Uuid;
 
-/// The columns of `events`, in the order [`RawEvent::from_row`] reads them.
+/// The columns of `events`, in the order [`event_from_row`] reads them.
 pub(crate) const EVENT_COLUMNS: &str = "position, id, stream, stream_version, type, schema_version, \
      recorded_at_us, effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash";
 
@@ -31,7 +33,10 @@ pub(crate) fn to_sql_int(value: u64, what: &str) -> Result<i64, StoreError> {
 }
 
 /// A SQLite integer as a store number; a negative one means the file is damaged.
-pub(crate) fn from_sql_int(value: i64, what: &str) -> Result<u64, StoreError> {
+///
+/// `what` names the value for the error message; it is only rendered when the
+/// value is wrong, so a lazy `format_args!` costs nothing on the read path.
+pub(crate) fn from_sql_int(value: i64, what: impl Display) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("{what} is stored as {value}, a negative number")))
 }
 
@@ -39,7 +44,7 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-pub(crate) fn from_micros(us: i64, what: &str) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn from_micros(us: i64, what: impl Display) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(us)
         .ok_or_else(|| StoreError::Corrupt(format!("{what} is stored as {us} µs, out of the representable range")))
 }
@@ -48,77 +53,75 @@ pub(crate) fn uuid_text(id: Uuid) -> String {
     id.hyphenated().to_string()
 }
 
-pub(crate) fn parse_uuid(text: &str, what: &str) -> Result<Uuid, StoreError> {
+pub(crate) fn parse_uuid(text: &str, what: impl Display) -> Result<Uuid, StoreError> {
     Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("{what} is stored as {text:?}, not a uuid: {e}")))
 }
 
-/// One `events` row as SQLite hands it over, before its values are checked.
-#[derive(Debug)]
-pub(crate) struct RawEvent {
-    position: i64,
-    id: String,
-    stream: String,
-    stream_version: i64,
-    event_type: String,
-    schema_version: i64,
-    recorded_at_us: i64,
-    effective_at_us: i64,
-    actor: String,
-    channel: String,
-    correlation_id: String,
-    causation_id: Option<String>,
-    command_id: Option<String>,
-    payload: String,
-    hash: String,
+/// Read a row selected with [`EVENT_COLUMNS`] into a checked event.
+///
+/// This is the replay path, so it allocates only what a [`StoredEvent`]
+/// owns: ids are parsed from the row's borrowed text, and error messages,
+/// which name the column and the event's position, are built only on error.
+pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
+    let position: i64 = row.get(0).map_err(|e| column_error("position", None, e))?;
+    let at = position;
+    let get = |index: usize, column: &'static str| -> Result<ValueRef<'_>, StoreError> {
+        row.get_ref(index).map_err(|e| column_error(column, Some(at), e))
+    };
+    let text = |index: usize, column: &'static str| -> Result<&str, StoreError> {
+        get(index, column)?.as_str().map_err(|e| column_error(column, Some(at), e.into()))
+    };
+    let optional_text = |index: usize, column: &'static str| -> Result<Option<&str>, StoreError> {
+        get(index, column)?.as_str_or_null().map_err(|e| column_error(column, Some(at), e.into()))
+    };
+    let int = |index: usize, column: &'static str| -> Result<i64, StoreError> {
+        get(index, column)?.as_i64().map_err(|e| column_error(column, Some(at), e.into()))
+    };
+    let optional_uuid = |index: usize, column: &'static str| -> Result<Option<Uuid>, StoreError> {
+        optional_text(index, column)?
+            .map(|t| parse_uuid(t, format_args!("the {column} of the event at position {at}")))
+            .transpose()
+    };
+    let schema_version = int(5, "schema_version")?;
+    Ok(StoredEvent {
+        position: from_sql_int(position, "a position")?,
+        id: parse_uuid(text(1, "id")?, format_args!("the id of the event at position {at}"))?,
+        stream: text(2, "stream")?.to_owned(),
+        stream_version: from_sql_int(
+            int(3, "stream_version")?,
+            format_args!("the stream version of the event at position {at}"),
+        )?,
+        event_type: text(4, "type")?.to_owned(),
+        schema_version: u32::try_from(schema_version).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "the schema version of the event at position {at} is stored as {schema_version}"
+            ))
+        })?,
+        recorded_at: from_micros(int(6, "recorded_at_us")?, format_args!("recorded_at of the event at position {at}"))?,
+        metadata: EventMetadata {
+            effective_at: from_micros(
+                int(7, "effective_at_us")?,
+                format_args!("effective_at of the event at position {at}"),
+            )?,
+            actor: text(8, "actor")?.to_owned(),
+            channel: text(9, "channel")?.to_owned(),
+            correlation_id: parse_uuid(
+                text(10, "correlation_id")?,
+                format_args!("the correlation id of the event at position {at}"),
+            )?,
+            causation_id: optional_uuid(11, "causation_id")?,
+            command_id: optional_uuid(12, "command_id")?,
+        },
+        payload: text(13, "payload")?.to_owned(),
+        hash: text(14, "hash")?.to_owned(),
+    })
 }
 
-impl RawEvent {
-    /// Read a row selected with [`EVENT_COLUMNS`].
-    pub(crate) fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
-        Ok(Self {
-            position: row.get(0)?,
-            id: row.get(1)?,
-            stream: row.get(2)?,
-            stream_version: row.get(3)?,
-            event_type: row.get(4)?,
-            schema_version: row.get(5)?,
-            recorded_at_us: row.get(6)?,
-            effective_at_us: row.get(7)?,
-            actor: row.get(8)?,
-            channel: row.get(9)?,
-            correlation_id: row.get(10)?,
-            causation_id: row.get(11)?,
-            command_id: row.get(12)?,
-            payload: row.get(13)?,
-            hash: row.get(14)?,
-        })
-    }
-
-    pub(crate) fn into_event(self) -> Result<StoredEvent, StoreError> {
-        let at = format!("event at position {}", self.position);
-        let optional = |text: Option<String>, what: &str| -> Result<Option<Uuid>, StoreError> {
-            text.map(|t| parse_uuid(&t, &format!("{what} of {at}"))).transpose()
-        };
-        Ok(StoredEvent {
-            position: from_sql_int(self.position, "a position")?,
-            id: parse_uuid(&self.id, &format!("the id of {at}"))?,
-            stream_version: from_sql_int(self.stream_version, &format!("the stream version of {at}"))?,
-            schema_version: u32::try_from(self.schema_version).map_err(|_| {
-                StoreError::Corrupt(format!("the schema version of {at} is stored as {}", self.schema_version))
-            })?,
-            recorded_at: from_micros(self.recorded_at_us, &format!("recorded_at of {at}"))?,
-            metadata: EventMetadata {
-                effective_at: from_micros(self.effective_at_us, &format!("effective_at of {at}"))?,
-                actor: self.actor,
-                channel: self.channel,
-                correlation_id: parse_uuid(&self.correlation_id, &format!("the correlation id of {at}"))?,
-                causation_id: optional(self.causation_id, "the causation id")?,
-                command_id: optional(self.command_id, "the command id")?,
-            },
-            stream: self.stream,
-            event_type: self.event_type,
-            payload: self.payload,
-            hash: self.hash,
-        })
+/// A column of `events` that SQLite could not hand over as the type the
+/// store wrote: the file was changed by something else.
+fn column_error(column: &str, position: Option<i64>, e: rusqlite::Error) -> StoreError {
+    match position {
+        Some(p) => StoreError::Corrupt(format!("column `{column}` of the event at position {p}: {e}")),
+        None => StoreError::Corrupt(format!("column `{column}` of an event: {e}")),
     }
 }

@@ -465,8 +465,8 @@ fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreErr
         .context(doing)?;
     row.map(|(stream, version, position)| {
         Ok(EventLocation {
-            stream_version: crate::rows::from_sql_int(version, &format!("the version of event {id}"))?,
-            position: crate::rows::from_sql_int(position, &format!("the position of event {id}"))?,
+            stream_version: crate::rows::from_sql_int(version, format_args!("the version of event {id}"))?,
+            position: crate::rows::from_sql_int(position, format_args!("the position of event {id}"))?,
             stream,
         })
     })
@@ -493,7 +493,8 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
     let Some((stream, first_version, last_version, first_position, last_position)) = row else {
         return Ok(None);
     };
-    let number = |value: i64, what: &str| crate::rows::from_sql_int(value, &format!("{what} of command {command_id}"));
+    let number =
+        |value: i64, what: &str| crate::rows::from_sql_int(value, format_args!("{what} of command {command_id}"));
     Ok(Some(AppendOutcome {
         stream,
         first_version: number(first_version, "the first version")?,
@@ -508,7 +509,7 @@ pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u
     let doing = || format!("reading the version of stream `{stream}`");
     let mut stmt = conn.prepare_cached("SELECT version FROM streams WHERE stream = ?1").context(doing)?;
     let version: Option<i64> = stmt.query_row([stream], |row| row.get(0)).optional().context(doing)?;
-    version.map(|v| crate::rows::from_sql_int(v, &format!("the version of stream `{stream}`"))).transpose()
+    version.map(|v| crate::rows::from_sql_int(v, format_args!("the version of stream `{stream}`"))).transpose()
 }
 
 fn set_stream_version(conn: &Connection, stream: &str, version: u64) -> Result<(), StoreError> {

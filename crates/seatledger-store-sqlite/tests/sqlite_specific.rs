@@ -3,7 +3,9 @@
 //! schema version check.
 
 use seatledger_store::conformance::{new_event, new_events, stream_append, with_command};
-use seatledger_store::{Clock, EventStore, ExpectedVersion, StoreError, StoredEvent, SystemClock, MAX_READ_COUNT};
+use seatledger_store::{
+    Clock, Direction, EventStore, ExpectedVersion, StoreError, StoredEvent, SystemClock, MAX_READ_COUNT,
+};
 use seatledger_store_sqlite::{SqliteStore, SCHEMA_VERSION};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -122,6 +124,43 @@ async fn verify_names_a_tampered_hash() {
     let broken = report.first_broken.expect("verify missed a tampered hash");
     assert_eq!((broken.position, broken.stream_version), (5, 1));
     assert_eq!(report.checked, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_row_is_refused_naming_its_position_and_column() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    append_numbered(&*open(&path), 5).await;
+
+    tamper(&path, "UPDATE events SET correlation_id = 'not-a-uuid' WHERE position = 3");
+    let store = open(&path);
+    let error = store.read_all(0, 10).await.expect_err("a row whose correlation id is not a uuid was read");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    assert!(
+        message.contains("correlation id of the event at position 3") && message.contains("not-a-uuid"),
+        "the message does not say which value of which event is damaged: {message}"
+    );
+    drop(store);
+
+    // The table is STRICT, so SQLite itself refuses a value of the wrong
+    // type; what it lets through is a value of the right type that is wrong.
+    tamper(
+        &path,
+        "UPDATE events SET correlation_id = '00000000-0000-0000-0000-000000000000', stream_version = -1 \
+         WHERE position = 3",
+    );
+    let error = open(&path).read_all(2, 10).await.expect_err("a negative stream version was read");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    assert!(
+        message.contains("the stream version of the event at position 3 is stored as -1"),
+        "the message does not name the value and the event: {message}"
+    );
+
+    tamper(&path, "UPDATE events SET recorded_at_us = 9223372036854775807 WHERE position = 4");
+    let error =
+        open(&path).read_stream("seat-0", 1, Direction::Forwards, 10).await.expect_err("a time out of range was read");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    assert!(message.contains("recorded_at of the event at position 4"), "{message}");
 }
 
 /// What one racer saw.
