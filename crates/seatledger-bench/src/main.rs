@@ -23,6 +23,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The same allocator as the `seatledger` binary, so that replay figures
+/// are the ones a user gets (see docs/benchmarks.md, "Levers").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "seatledger-bench", about = "Benchmarks for the seatledger event-sourced licensing ledger")]
 struct Cli {

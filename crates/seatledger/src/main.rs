@@ -20,6 +20,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// mimalloc rather than the system allocator: replaying a ledger allocates
+/// and frees small strings and maps by the million, and with glibc's malloc
+/// that was 40 % of a replay (docs/benchmarks.md, "Levers").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "seatledger", version, about = "An event-sourced licensing ledger")]
 struct Cli {
