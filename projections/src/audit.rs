@@ -58,21 +58,42 @@ pub struct AuditPage {
 
 impl AuditQuery {
     fn matches(&self, e: &AuditEntry) -> bool {
+        self.matches_event(e.position, e.workspace.as_deref(), &e.actor, &e.event_type, e.recorded_at, e.effective_at)
+            && self.matches_entities(&e.entities)
+    }
+
+    /// Every filter but the entity, on what an event carries without
+    /// building its entry.
+    fn matches_event(
+        &self,
+        position: u64,
+        workspace: Option<&str>,
+        actor: &str,
+        event_type: &str,
+        recorded_at: DateTime<Utc>,
+        effective_at: DateTime<Utc>,
+    ) -> bool {
         let in_range = |t: DateTime<Utc>, from: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>| {
             from.is_none_or(|f| t >= f) && until.is_none_or(|u| t < u)
         };
-        e.position > self.after_position
-            && self.workspace.as_ref().is_none_or(|w| e.workspace.as_ref() == Some(w))
-            && self.entity.as_ref().is_none_or(|wanted| {
-                e.entities.iter().any(|label| {
-                    label == wanted
-                        || (!wanted.contains(':') && label.split_once(':').is_some_and(|(_, id)| id == wanted))
-                })
+        position > self.after_position
+            && self.workspace.as_deref().is_none_or(|w| workspace == Some(w))
+            && self.actor.as_deref().is_none_or(|a| actor == a)
+            && self.event_type.as_deref().is_none_or(|t| event_type == t)
+            && in_range(recorded_at, self.recorded_from, self.recorded_until)
+            && in_range(effective_at, self.effective_from, self.effective_until)
+    }
+
+    fn matches_entities(&self, labels: &[String]) -> bool {
+        self.entity.as_ref().is_none_or(|wanted| {
+            labels.iter().any(|label| {
+                label == wanted || (!wanted.contains(':') && label.split_once(':').is_some_and(|(_, id)| id == wanted))
             })
-            && self.actor.as_ref().is_none_or(|a| &e.actor == a)
-            && self.event_type.as_ref().is_none_or(|t| &e.event_type == t)
-            && in_range(e.recorded_at, self.recorded_from, self.recorded_until)
-            && in_range(e.effective_at, self.effective_from, self.effective_until)
+        })
+    }
+
+    fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE_SIZE)
     }
 }
 
@@ -84,7 +105,7 @@ pub struct AuditLog {
 impl AuditLog {
     /// One page of entries matching `query`, in global order.
     pub fn query(&self, query: &AuditQuery) -> AuditPage {
-        let limit = query.limit.clamp(1, MAX_PAGE_SIZE);
+        let limit = query.page_size();
         // Entries are in position order: start the scan at the cursor.
         let start = self.entries.partition_point(|e| e.position <= query.after_position);
         let mut matching = self.entries[start..].iter().filter(|e| query.matches(e));
@@ -108,20 +129,7 @@ impl Projection for AuditLog {
             "audit log received position {} out of order",
             r.position
         );
-        self.entries.push(AuditEntry {
-            position: r.position,
-            event_id: r.id,
-            stream: r.stream.name(),
-            stream_version: r.stream_version,
-            workspace: r.stream.workspace().map(ToString::to_string),
-            event_type: r.event_type.to_owned(),
-            recorded_at: r.recorded_at,
-            effective_at: r.effective_at,
-            actor: r.actor.to_owned(),
-            channel: r.channel.to_owned(),
-            entities: r.event.entities().iter().map(EntityRef::label).collect(),
-            summary: describe(r.event),
-        });
+        self.entries.push(entry(r));
     }
 
     fn save(&self) -> Option<String> {
@@ -131,6 +139,85 @@ impl Projection for AuditLog {
     fn restore(&mut self, state: &str) -> Result<(), RestoreError> {
         *self = serde_json::from_str(state).map_err(|e| RestoreError(e.to_string()))?;
         Ok(())
+    }
+}
+
+/// The audit entry of one recorded event.
+pub fn entry(r: &Recorded<'_>) -> AuditEntry {
+    AuditEntry {
+        position: r.position,
+        event_id: r.id,
+        stream: r.stream.name(),
+        stream_version: r.stream_version,
+        workspace: r.stream.workspace().map(ToString::to_string),
+        event_type: r.event_type.to_owned(),
+        recorded_at: r.recorded_at,
+        effective_at: r.effective_at,
+        actor: r.actor.to_owned(),
+        channel: r.channel.to_owned(),
+        entities: entity_labels(r.event),
+        summary: describe(r.event),
+    }
+}
+
+fn entity_labels(event: &Event) -> Vec<String> {
+    event.entities().iter().map(EntityRef::label).collect()
+}
+
+/// One audit query answered in a single pass over the log.
+///
+/// It gives the page [`AuditLog::query`] gives over the whole log (a test
+/// checks it), but holds at most one page and one entry more, not the whole
+/// history, and builds an entry (the summary is the costly part) only for
+/// the events that pass the filters. Once the page is full and one more
+/// match has been seen, it ignores the rest of the log.
+#[derive(Debug, Clone)]
+pub struct AuditSearch {
+    query: AuditQuery,
+    found: Vec<AuditEntry>,
+    /// A match beyond the page was seen: there is a next page.
+    more: bool,
+}
+
+impl AuditSearch {
+    pub fn new(query: AuditQuery) -> Self {
+        Self { query, found: Vec::new(), more: false }
+    }
+
+    pub fn into_page(self) -> AuditPage {
+        let next_after = if self.more { self.found.last().map(|e| e.position) } else { None };
+        AuditPage { entries: self.found, next_after }
+    }
+}
+
+impl Projection for AuditSearch {
+    fn name(&self) -> &'static str {
+        "audit-search"
+    }
+
+    /// The page is full and a further match was seen: later events cannot
+    /// change the page.
+    fn is_complete(&self) -> bool {
+        self.more
+    }
+
+    fn apply(&mut self, r: &Recorded<'_>) {
+        if self.more {
+            return;
+        }
+        let q = &self.query;
+        let workspace = r.stream.workspace().map(|w| w.as_str());
+        if !q.matches_event(r.position, workspace, r.actor, r.event_type, r.recorded_at, r.effective_at) {
+            return;
+        }
+        if q.entity.is_some() && !q.matches_entities(&entity_labels(r.event)) {
+            return;
+        }
+        if self.found.len() == q.page_size() {
+            self.more = true;
+        } else {
+            self.found.push(entry(r));
+        }
     }
 }
 

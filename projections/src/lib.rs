@@ -57,6 +57,13 @@ pub trait Projection: Send {
     /// Fold one event. Events arrive in global order, each exactly once.
     fn apply(&mut self, event: &Recorded<'_>);
 
+    /// Whether later events can no longer change this projection (a search
+    /// whose page is full). A fold may stop reading once every projection
+    /// it feeds is complete; most projections never are.
+    fn is_complete(&self) -> bool {
+        false
+    }
+
     /// The state as JSON text, to store beside the checkpoint; `None` when
     /// the projection keeps no saved state and is rebuilt from zero instead.
     fn save(&self) -> Option<String> {

@@ -50,8 +50,24 @@ pub async fn fold_known(
     as_of: AsOf,
     projections: &mut [&mut dyn seatledger_projections::Projection],
 ) -> Result<u64, InvoicingError> {
-    let mut after = 0;
-    let mut folded = 0;
+    fold_known_after(store, 0, as_of, projections).await
+}
+
+/// [`fold_known`] over the events after position `after` only, for
+/// projections that cannot be changed by earlier events (a search that
+/// starts at a cursor). Stops reading as soon as every projection says it
+/// is complete. Returns the last position folded (`after` when none).
+pub async fn fold_known_after(
+    store: &dyn EventStore,
+    after: u64,
+    as_of: AsOf,
+    projections: &mut [&mut dyn seatledger_projections::Projection],
+) -> Result<u64, InvoicingError> {
+    let complete = |projections: &[&mut dyn seatledger_projections::Projection]| {
+        !projections.is_empty() && projections.iter().all(|p| p.is_complete())
+    };
+    let mut after = after;
+    let mut folded = after;
     'read: loop {
         let page = store.read_all(after, MAX_READ_COUNT).await?;
         let Some(last) = page.last().map(|e| e.position) else { break };
@@ -72,6 +88,9 @@ pub async fn fold_known(
                 }
             }
             folded = position;
+            if complete(projections) {
+                break 'read;
+            }
         }
         after = last;
     }

@@ -8,9 +8,9 @@ use seatledger::invoice_cli::{self, AsOfArgs, InvoiceCmd};
 use seatledger::render;
 use seatledger::scenario::{run_lines, to_command, LineOutcome};
 use seatledger::store_url::{open_store, StoreUrl, DEFAULT_STORE};
-use seatledger_app::transfer;
+use seatledger_app::{invoicing, transfer};
 use seatledger_app::{AppError, CommandHandler, ProjectionRunner, V7Ids};
-use seatledger_projections::audit::{AuditLog, AuditQuery};
+use seatledger_projections::audit::{AuditLog, AuditQuery, AuditSearch};
 use seatledger_projections::change_log::ChangeLog;
 use seatledger_projections::licence_state::LicenceState;
 use seatledger_projections::Projection;
@@ -349,9 +349,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             limit,
             as_of,
         } => {
-            let mut log = AuditLog::default();
-            ctx.project_as_of(&as_of, &mut [&mut log]).await?;
-            let page = log.query(&AuditQuery {
+            // One pass from the cursor, holding one page: never the whole log.
+            as_of.check(ctx.store.as_ref()).await?;
+            let query = AuditQuery {
                 workspace,
                 entity,
                 actor,
@@ -362,7 +362,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 effective_until,
                 after_position: after,
                 limit,
-            });
+            };
+            let mut search = AuditSearch::new(query);
+            invoicing::fold_known_after(ctx.store.as_ref(), after, as_of.as_of(), &mut [&mut search]).await?;
+            let page = search.into_page();
             if ctx.json {
                 print_json(&page)?;
             } else {
