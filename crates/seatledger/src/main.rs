@@ -411,19 +411,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Rebuild => {
             let mut state = LicenceState::default();
             let mut changes = ChangeLog::default();
-            let mut audit = AuditLog::default();
             let bar = progress_bar("rebuilding");
             let report = ProjectionRunner::new(ctx.store.clone())
-                .rebuild(&mut [&mut state, &mut changes, &mut audit], &mut |done, head| {
+                .rebuild(&mut [&mut state, &mut changes], &mut |done, head| {
                     bar.set_length(head);
                     bar.set_position(done);
                 })
                 .await?;
             bar.finish_and_clear();
+            // `audit` reads the log itself and keeps no checkpoint. Earlier
+            // versions saved the whole audit log beside one; drop it, since
+            // nothing reads it and on a large ledger it is most of the file.
+            ctx.store.delete_checkpoint(AuditLog::default().name()).await?;
             if ctx.json {
                 print_json(&serde_json::json!({ "position": report.position, "events": report.events_read }))?;
             } else {
-                say!("rebuilt licence state, change log and audit log from {} events", report.events_read);
+                say!("rebuilt licence state and change log from {} events", report.events_read);
             }
             Ok(ExitCode::SUCCESS)
         }

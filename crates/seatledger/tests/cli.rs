@@ -279,6 +279,43 @@ fn rebuild_reports_the_events_folded() {
     assert_eq!((v["events"].as_u64(), v["position"].as_u64()), (Some(7), Some(7)));
 }
 
+/// The checkpoints saved in the ledger file, by name.
+fn checkpoints(l: &Ledger) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let path = l.dir.path().join("ledger.db");
+        let store =
+            seatledger_store_sqlite::SqliteStore::open(&path, std::sync::Arc::new(seatledger_store::SystemClock))
+                .unwrap();
+        let mut names = vec![];
+        for name in ["licence-state", "change-log", "audit-log"] {
+            if seatledger_store::EventStore::load_checkpoint(&store, name).await.unwrap().is_some() {
+                names.push(name.to_owned());
+            }
+        }
+        names
+    })
+}
+
+#[test]
+fn audit_keeps_no_checkpoint_and_rebuild_drops_the_one_older_versions_saved() {
+    let l = Ledger::new();
+    let setup = l.file("setup.jsonl", SETUP);
+    l.ok(&["apply", setup.to_str().unwrap()]);
+    l.ok(&["audit", "--limit", "2"]);
+    assert!(!checkpoints(&l).contains(&"audit-log".to_owned()), "audit saved the whole log beside a checkpoint");
+    // The demo still folds the audit log through the runner, as earlier
+    // versions' `audit` did, which saves it with a checkpoint.
+    l.ok(&["demo"]);
+    assert!(checkpoints(&l).contains(&"audit-log".to_owned()));
+    l.ok(&["rebuild"]);
+    assert_eq!(
+        checkpoints(&l),
+        ["licence-state", "change-log"],
+        "rebuild keeps its own checkpoints and drops the audit log's"
+    );
+}
+
 #[allow(dead_code)]
 fn unused(_: &Path) {}
 
