@@ -21,11 +21,12 @@ use seatledger_app::topup::{AttemptOutcome, TopUpManager};
 use seatledger_app::{AppError, CommandHandler, CommandMeta, HandleOutcome, V7Ids};
 use seatledger_domain::{
     Command, CommandBody, Event, LicenceSettings, Month, NotificationKind, OrderDetails, OrgId, PoolKey, PoolScope,
-    RecipientId, Sku, SubscriptionId, TopUpSettings, WorkspaceCommand, WorkspaceId,
+    RecipientId, Sku, StreamId, SubscriptionId, TopUpSettings, WorkspaceCommand, WorkspaceId,
 };
-use seatledger_projections::audit::{AuditEntry, AuditLog};
+use seatledger_projections::audit::{self, AuditEntry};
 use seatledger_projections::licence_state::LicenceState;
 use seatledger_projections::notifications::{DeliveryState, NotificationRow, Notifications};
+use seatledger_projections::{Projection, Recorded};
 use seatledger_store::EventStore;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -600,22 +601,36 @@ async fn list_pools(
     Ok(ExitCode::SUCCESS)
 }
 
+/// The audit entries of one workspace's own stream, and of nothing else:
+/// `licences log` holds one workspace's history, not the whole ledger's.
+struct WorkspaceAudit {
+    stream: StreamId,
+    entries: Vec<AuditEntry>,
+}
+
+impl Projection for WorkspaceAudit {
+    fn name(&self) -> &'static str {
+        "workspace-audit"
+    }
+
+    fn apply(&mut self, r: &Recorded<'_>) {
+        if *r.stream == self.stream {
+            self.entries.push(audit::entry(r));
+        }
+    }
+}
+
 /// Every audit entry of one workspace about one SKU: entries naming the SKU,
 /// and entries about its subscriptions (deactivation, trial end, end).
-fn sku_history<'a>(audit: &'a AuditLog, workspace: &str, sku: &str) -> Vec<&'a AuditEntry> {
+fn sku_history<'a>(entries: &'a [AuditEntry], sku: &str) -> Vec<&'a AuditEntry> {
     let sku_label = format!("sku:{sku}");
-    let in_ws = |e: &&AuditEntry| e.workspace.as_deref() == Some(workspace) && e.stream.starts_with("workspace-");
-    let subscriptions: BTreeSet<&str> = audit
-        .entries
+    let subscriptions: BTreeSet<&str> = entries
         .iter()
-        .filter(in_ws)
         .filter(|e| e.event_type == "SubscriptionCreated" && e.entities.contains(&sku_label))
         .flat_map(|e| e.entities.iter().filter(|l| l.starts_with("subscription:")).map(String::as_str))
         .collect();
-    audit
-        .entries
+    entries
         .iter()
-        .filter(in_ws)
         .filter(|e| e.entities.iter().any(|l| *l == sku_label || subscriptions.contains(l.as_str())))
         .collect()
 }
@@ -627,9 +642,9 @@ async fn log(cli: &Cli, workspace: &str, sku: &str, json: bool, out: &mut dyn Wr
     if catalog.product(&sku_id).is_none() {
         bail!("product `{sku_id}` is not in the catalog");
     }
-    let mut audit = AuditLog::default();
+    let mut audit = WorkspaceAudit { stream: StreamId::Workspace(ws_id.clone()), entries: Vec::new() };
     cli.fold(&mut [&mut audit]).await?;
-    let entries = sku_history(&audit, ws_id.as_str(), sku_id.as_str());
+    let entries = sku_history(&audit.entries, sku_id.as_str());
     if json {
         write_json(out, &json!({ "workspace": ws_id.as_str(), "sku": sku_id.as_str(), "entries": entries }))?;
         return Ok(ExitCode::SUCCESS);

@@ -194,7 +194,7 @@ async fn list_shows_pools_with_total_assigned_available_and_settings() {
 
 #[tokio::test]
 async fn add_records_a_manual_addition_and_log_shows_the_timestamped_history() {
-    let l = Ledger::new().await;
+    let mut l = Ledger::new().await;
     let v = l
         .json(&[
             "licences",
@@ -223,8 +223,18 @@ async fn add_records_a_manual_addition_and_log_shows_the_timestamped_history() {
     assert_eq!(pools["pools"][0]["total"], 7);
     assert_eq!(pools["pools"][0]["available"], 4);
 
+    // Another workspace with a SEAT subscription of the same id: none of
+    // its history belongs in w's log.
+    for line in [
+        r#"{"command":"create_workspace","workspace":"w2","at":"2024-03-01T08:00:00Z","name":"W2","billing_mode":"single","created_on":"2024-03-01"}"#,
+        r#"{"command":"open_billing_account","workspace":"w2","at":"2024-03-01T08:00:00Z","account":"a","name":"A","currency":"EUR"}"#,
+        r#"{"command":"create_subscription","workspace":"w2","at":"2024-03-01T08:00:00Z","subscription":"s1","account":"a","sku":"SEAT","name":"Seats","effective_start":"2024-03-01","subscription_channel":"portal","quantity":2,"order":{"ordered_by":"ops@w.example","order_reference":"SO-2"},"price_list":"std","currency":"EUR","selling_per_unit":"10","cost_per_unit":"5"}"#,
+    ] {
+        l.apply(line).await;
+    }
     let log = l.json(&["licences", "log", "--workspace", "w", "--sku", "SEAT"]).await;
     let entries = log["entries"].as_array().unwrap();
+    assert!(entries.iter().all(|e| e["workspace"] == "w" && e["stream"] == "workspace-w"), "{log}");
     let types: Vec<&str> = entries.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
     assert_eq!(
         types,
