@@ -49,8 +49,10 @@ pub(crate) fn from_micros(us: i64, what: impl Display) -> Result<DateTime<Utc>, 
         .ok_or_else(|| StoreError::Corrupt(format!("{what} is stored as {us} µs, out of the representable range")))
 }
 
-pub(crate) fn uuid_text(id: Uuid) -> String {
-    id.hyphenated().to_string()
+/// A uuid as the text the store keeps, written into `buffer` (one from
+/// `Uuid::encode_buffer()`, which is always long enough).
+pub(crate) fn uuid_str(id: Uuid, buffer: &mut [u8]) -> &str {
+    id.hyphenated().encode_lower(buffer)
 }
 
 pub(crate) fn parse_uuid(text: &str, what: impl Display) -> Result<Uuid, StoreError> {
