@@ -221,6 +221,49 @@ impl Projection for AuditSearch {
     }
 }
 
+/// The last entries of the audit log and how many there are, in memory
+/// bounded by how many are kept: what a "recent activity" view needs. It
+/// keeps no saved state, so a runner folds it from zero.
+#[derive(Debug, Clone)]
+pub struct AuditTail {
+    keep: usize,
+    entries: std::collections::VecDeque<AuditEntry>,
+    count: u64,
+}
+
+impl AuditTail {
+    pub fn new(keep: usize) -> Self {
+        Self { keep, entries: std::collections::VecDeque::with_capacity(keep), count: 0 }
+    }
+
+    /// The kept entries, oldest first.
+    pub fn entries(&self) -> impl Iterator<Item = &AuditEntry> {
+        self.entries.iter()
+    }
+
+    /// How many entries the whole audit log has.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+impl Projection for AuditTail {
+    fn name(&self) -> &'static str {
+        "audit-tail"
+    }
+
+    fn apply(&mut self, r: &Recorded<'_>) {
+        self.count += 1;
+        if self.keep == 0 {
+            return;
+        }
+        if self.entries.len() == self.keep {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry(r));
+    }
+}
+
 fn scope(pool: &PoolKey) -> String {
     match &pool.scope {
         PoolScope::Workspace => format!("pool {}", pool.sku),

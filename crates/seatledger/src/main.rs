@@ -10,7 +10,7 @@ use seatledger::scenario::{run_lines, to_command, LineOutcome};
 use seatledger::store_url::{open_store, StoreUrl, DEFAULT_STORE};
 use seatledger_app::{invoicing, transfer};
 use seatledger_app::{AppError, CommandHandler, ProjectionRunner, V7Ids};
-use seatledger_projections::audit::{AuditLog, AuditQuery, AuditSearch};
+use seatledger_projections::audit::{AuditLog, AuditQuery, AuditSearch, AuditTail};
 use seatledger_projections::change_log::ChangeLog;
 use seatledger_projections::licence_state::LicenceState;
 use seatledger_projections::Projection;
@@ -658,16 +658,15 @@ async fn demo(ctx: &Ctx, url: &StoreUrl) -> anyhow::Result<ExitCode> {
     }
     let mut state = LicenceState::default();
     let mut changes = ChangeLog::default();
-    let mut audit = AuditLog::default();
+    let mut audit = AuditTail::new(12);
     ctx.project(&mut [&mut state, &mut changes, &mut audit]).await?;
     let on = seatledger::scenario::DEMO_DAY;
     say!("licence state on {on}");
     say!("{}\n", render::pools(&state.pools_on(on)));
     say!("licence change log");
     say!("{}\n", render::change_log(&changes.entries));
-    let tail: Vec<_> = audit.entries.iter().rev().take(12).rev().collect();
-    say!("audit log, last {} of {} entries", tail.len(), audit.entries.len());
-    say!("{}\n", render::audit(tail));
+    say!("audit log, last {} of {} entries", audit.entries().count(), audit.count());
+    say!("{}\n", render::audit(audit.entries()));
     let report = ctx.store.verify().await?;
     say!("{}", render::verify(&report));
     if !report.is_intact() {

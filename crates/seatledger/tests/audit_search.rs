@@ -8,7 +8,7 @@ use chrono::{Duration, TimeZone, Utc};
 use seatledger::scenario::{run_lines, CATALOG, SEED_SCENARIOS};
 use seatledger_app::invoicing::{fold_known, fold_known_after, AsOf};
 use seatledger_app::{CommandHandler, SequentialIds};
-use seatledger_projections::audit::{AuditLog, AuditPage, AuditQuery, AuditSearch};
+use seatledger_projections::audit::{AuditLog, AuditPage, AuditQuery, AuditSearch, AuditTail};
 use seatledger_store::{EventStore, MemoryStore, SteppingClock};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -127,4 +127,16 @@ async fn paging_with_no_filter_visits_every_position_once_and_stops_reading_when
         }
     }
     assert_eq!(seen, (1..=head).collect::<Vec<_>>(), "every position exactly once, in order");
+}
+
+#[tokio::test]
+async fn the_tail_keeps_the_last_entries_and_counts_them_all() {
+    let store = ledger().await;
+    let mut log = AuditLog::default();
+    let (mut five, mut none) = (AuditTail::new(5), AuditTail::new(0));
+    fold_known(store.as_ref(), AsOf::Head, &mut [&mut log, &mut five, &mut none]).await.expect("folding");
+    let head = store.head_position().await.expect("head");
+    assert_eq!((five.count(), none.count()), (head, head), "every event is one audit entry");
+    assert_eq!(five.entries().cloned().collect::<Vec<_>>(), log.entries[log.entries.len() - 5..].to_vec());
+    assert_eq!(none.entries().count(), 0);
 }

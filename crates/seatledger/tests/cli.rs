@@ -298,15 +298,24 @@ fn checkpoints(l: &Ledger) -> Vec<String> {
 }
 
 #[test]
-fn audit_keeps_no_checkpoint_and_rebuild_drops_the_one_older_versions_saved() {
+fn audit_and_demo_keep_no_audit_log_checkpoint_and_rebuild_drops_the_one_older_versions_saved() {
     let l = Ledger::new();
     let setup = l.file("setup.jsonl", SETUP);
     l.ok(&["apply", setup.to_str().unwrap()]);
     l.ok(&["audit", "--limit", "2"]);
     assert!(!checkpoints(&l).contains(&"audit-log".to_owned()), "audit saved the whole log beside a checkpoint");
-    // The demo still folds the audit log through the runner, as earlier
-    // versions' `audit` did, which saves it with a checkpoint.
     l.ok(&["demo"]);
+    assert!(!checkpoints(&l).contains(&"audit-log".to_owned()), "the demo saved the whole audit log");
+    // What earlier versions' `audit` left behind: the whole log beside a checkpoint.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let path = l.dir.path().join("ledger.db");
+        let store =
+            seatledger_store_sqlite::SqliteStore::open(&path, std::sync::Arc::new(seatledger_store::SystemClock))
+                .unwrap();
+        let old = seatledger_store::Checkpoint { position: 7, state: Some(r#"{"entries":[]}"#.into()) };
+        seatledger_store::EventStore::save_checkpoint(&store, "audit-log", &old).await.unwrap();
+    });
     assert!(checkpoints(&l).contains(&"audit-log".to_owned()));
     l.ok(&["rebuild"]);
     assert_eq!(
@@ -327,6 +336,8 @@ fn the_demo_runs_on_the_named_store_and_a_second_run_changes_nothing() {
     assert!(first.contains("refused as the rules demand"), "{first}");
     let head = l.head();
     assert!(head > 100, "the demo wrote only {head} events");
+    // One audit entry per event; the last twelve are shown.
+    assert!(first.contains(&format!("audit log, last 12 of {head} entries")), "{first}");
     // The other commands see what the demo wrote.
     assert!(l.ok(&["state", "--at", "2024-03-31"]).contains("HYBRID-SEAT"));
     let second = l.ok(&["demo"]);
