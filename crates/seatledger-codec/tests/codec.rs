@@ -407,3 +407,45 @@ fn bad_command_lines_name_the_field_at_fault() {
     assert_eq!(e.field.as_deref(), Some("price.selling_per_unit.amount"), "{e}");
     assert!(e.message.contains("negative"), "{e}");
 }
+
+/// Times on the wire are read with chrono's strict RFC 3339 parser first
+/// (it is the cheap one) and its relaxed one otherwise: every text gives what
+/// chrono's own `Deserialize` gives, value or refusal, and is written back
+/// the same way.
+#[test]
+fn times_read_and_write_exactly_as_chrono_does() {
+    use chrono::DateTime;
+    use seatledger_codec::wire::WireTime;
+    let texts = [
+        "2024-03-01T08:00:00Z",
+        "2024-03-01T08:00:00.123456Z",
+        "2024-03-01T08:00:00.1Z",
+        "2024-03-01T10:00:00+02:00",
+        "2024-02-29T23:59:60Z",
+        "0001-01-01T00:00:00Z",
+        "2024-03-01t08:00:00z",
+        "2024-03-01 08:00:00Z",
+        "2024-03-01T08:00:00 +02:00",
+        "2024-03-01T08:00:00",
+        "2024-13-01T08:00:00Z",
+        "2024-03-01",
+        "yesterday",
+        "",
+    ];
+    let mut accepted = 0;
+    for text in texts {
+        let json = serde_json::to_string(text).unwrap();
+        let ours = serde_json::from_str::<WireTime>(&json);
+        let chronos = serde_json::from_str::<DateTime<Utc>>(&json);
+        match (&ours, &chronos) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.0, *b, "{text}");
+                assert_eq!(serde_json::to_string(a).unwrap(), serde_json::to_string(b).unwrap(), "{text}");
+                accepted += 1;
+            }
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{text}"),
+            _ => panic!("{text}: ours {ours:?}, chrono's {chronos:?}"),
+        }
+    }
+    assert!(accepted >= 7, "only {accepted} of the texts were times: the test checks too little");
+}
