@@ -279,17 +279,23 @@ fn rebuild_reports_the_events_folded() {
     assert_eq!((v["events"].as_u64(), v["position"].as_u64()), (Some(7), Some(7)));
 }
 
-/// The checkpoints saved in the ledger file, by name.
-fn checkpoints(l: &Ledger) -> Vec<String> {
+/// Open the ledger file in this process and do `f` with it.
+fn with_store<T>(l: &Ledger, f: impl AsyncFnOnce(&dyn seatledger_store::EventStore) -> T) -> T {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let path = l.dir.path().join("ledger.db");
-        let store =
-            seatledger_store_sqlite::SqliteStore::open(&path, std::sync::Arc::new(seatledger_store::SystemClock))
-                .unwrap();
+        let clock = std::sync::Arc::new(seatledger_store::SystemClock);
+        let store = seatledger_store_sqlite::SqliteStore::open(&path, clock).unwrap();
+        f(&store).await
+    })
+}
+
+/// The checkpoints saved in the ledger file, by name.
+fn checkpoints(l: &Ledger) -> Vec<String> {
+    with_store(l, async |store| {
         let mut names = vec![];
         for name in ["licence-state", "change-log", "audit-log"] {
-            if seatledger_store::EventStore::load_checkpoint(&store, name).await.unwrap().is_some() {
+            if store.load_checkpoint(name).await.unwrap().is_some() {
                 names.push(name.to_owned());
             }
         }
@@ -307,14 +313,9 @@ fn audit_and_demo_keep_no_audit_log_checkpoint_and_rebuild_drops_the_one_older_v
     l.ok(&["demo"]);
     assert!(!checkpoints(&l).contains(&"audit-log".to_owned()), "the demo saved the whole audit log");
     // What earlier versions' `audit` left behind: the whole log beside a checkpoint.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let path = l.dir.path().join("ledger.db");
-        let store =
-            seatledger_store_sqlite::SqliteStore::open(&path, std::sync::Arc::new(seatledger_store::SystemClock))
-                .unwrap();
+    with_store(&l, async |store| {
         let old = seatledger_store::Checkpoint { position: 7, state: Some(r#"{"entries":[]}"#.into()) };
-        seatledger_store::EventStore::save_checkpoint(&store, "audit-log", &old).await.unwrap();
+        store.save_checkpoint("audit-log", &old).await.unwrap();
     });
     assert!(checkpoints(&l).contains(&"audit-log".to_owned()));
     l.ok(&["rebuild"]);
