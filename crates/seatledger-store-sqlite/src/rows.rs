@@ -66,50 +66,52 @@ pub(crate) fn parse_uuid(text: &str, what: impl Display) -> Result<Uuid, StoreEr
 /// which name the column and the event's position, are built only on error.
 pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let position: i64 = row.get(0).map_err(|e| column_error("position", None, e))?;
-    let at = position;
     let get = |index: usize, column: &'static str| -> Result<ValueRef<'_>, StoreError> {
-        row.get_ref(index).map_err(|e| column_error(column, Some(at), e))
+        row.get_ref(index).map_err(|e| column_error(column, Some(position), e))
     };
     let text = |index: usize, column: &'static str| -> Result<&str, StoreError> {
-        get(index, column)?.as_str().map_err(|e| column_error(column, Some(at), e.into()))
+        get(index, column)?.as_str().map_err(|e| column_error(column, Some(position), e.into()))
     };
     let optional_text = |index: usize, column: &'static str| -> Result<Option<&str>, StoreError> {
-        get(index, column)?.as_str_or_null().map_err(|e| column_error(column, Some(at), e.into()))
+        get(index, column)?.as_str_or_null().map_err(|e| column_error(column, Some(position), e.into()))
     };
     let int = |index: usize, column: &'static str| -> Result<i64, StoreError> {
-        get(index, column)?.as_i64().map_err(|e| column_error(column, Some(at), e.into()))
+        get(index, column)?.as_i64().map_err(|e| column_error(column, Some(position), e.into()))
     };
     let optional_uuid = |index: usize, column: &'static str| -> Result<Option<Uuid>, StoreError> {
         optional_text(index, column)?
-            .map(|t| parse_uuid(t, format_args!("the {column} of the event at position {at}")))
+            .map(|t| parse_uuid(t, format_args!("the {column} of the event at position {position}")))
             .transpose()
     };
     let schema_version = int(5, "schema_version")?;
     Ok(StoredEvent {
         position: from_sql_int(position, "a position")?,
-        id: parse_uuid(text(1, "id")?, format_args!("the id of the event at position {at}"))?,
+        id: parse_uuid(text(1, "id")?, format_args!("the id of the event at position {position}"))?,
         stream: text(2, "stream")?.to_owned(),
         stream_version: from_sql_int(
             int(3, "stream_version")?,
-            format_args!("the stream version of the event at position {at}"),
+            format_args!("the stream version of the event at position {position}"),
         )?,
         event_type: text(4, "type")?.to_owned(),
         schema_version: u32::try_from(schema_version).map_err(|_| {
             StoreError::Corrupt(format!(
-                "the schema version of the event at position {at} is stored as {schema_version}"
+                "the schema version of the event at position {position} is stored as {schema_version}"
             ))
         })?,
-        recorded_at: from_micros(int(6, "recorded_at_us")?, format_args!("recorded_at of the event at position {at}"))?,
+        recorded_at: from_micros(
+            int(6, "recorded_at_us")?,
+            format_args!("recorded_at of the event at position {position}"),
+        )?,
         metadata: EventMetadata {
             effective_at: from_micros(
                 int(7, "effective_at_us")?,
-                format_args!("effective_at of the event at position {at}"),
+                format_args!("effective_at of the event at position {position}"),
             )?,
             actor: text(8, "actor")?.to_owned(),
             channel: text(9, "channel")?.to_owned(),
             correlation_id: parse_uuid(
                 text(10, "correlation_id")?,
-                format_args!("the correlation id of the event at position {at}"),
+                format_args!("the correlation id of the event at position {position}"),
             )?,
             causation_id: optional_uuid(11, "causation_id")?,
             command_id: optional_uuid(12, "command_id")?,

@@ -207,15 +207,15 @@ impl Writer {
             // Alone in its transaction, a request needs no savepoint: if it
             // fails, rolling the transaction back undoes exactly it. Two
             // statements fewer on the path of every lone append.
-            let done = group.into_iter().map(|request| self.execute(request)).collect::<Vec<_>>();
-            if !done.iter().all(Done::is_ok) {
+            let request = group.into_iter().next().expect("a group of one holds one request");
+            let done = self.execute(request);
+            if !done.is_ok() {
                 // A refusal (a conflict, say) is the request's answer, not a
                 // failure of the store: no warning.
                 self.roll_back(before);
-                done.into_iter().for_each(Done::send);
-                return;
+                return done.send();
             }
-            return self.commit(before, done);
+            return self.commit(before, vec![done]);
         }
         let mut done = Vec::with_capacity(group.len());
         let mut requests = group.into_iter();
