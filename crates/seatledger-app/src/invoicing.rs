@@ -4,15 +4,16 @@
 //! known at some point — the head, a global position, or a recorded time —
 //! followed by the same pure computation. Nothing is read from anywhere else.
 
-use crate::decode::decode_stored;
 use crate::handler::{AppError, CommandHandler, CommandMeta, HandleOutcome};
 use crate::ids::IdSource;
+use crate::readahead::{visit_decoded, ReadError, Until, Visit};
 use chrono::{DateTime, Utc};
 use seatledger_codec::encode;
 use seatledger_domain::*;
 use seatledger_projections::invoice::{account_invoice, workspace_invoices, InvoiceInputs, InvoiceProblem};
 use seatledger_store::{EventStore, MemoryStore, StoreError, StoredEvent, MAX_READ_COUNT};
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Which events count: what the ledger knew at a point.
@@ -66,34 +67,28 @@ pub async fn fold_known_after(
     let complete = |projections: &[&mut dyn seatledger_projections::Projection]| {
         !projections.is_empty() && projections.iter().all(|p| p.is_complete())
     };
-    let mut after = after;
-    let mut folded = after;
-    'read: loop {
-        let page = store.read_all(after, MAX_READ_COUNT).await?;
-        let Some(last) = page.last().map(|e| e.position) else { break };
-        for stored in page {
-            let within = match as_of {
-                AsOf::Head => true,
-                AsOf::Position(p) => stored.position <= p,
-                AsOf::Recorded(t) => stored.recorded_at <= t,
-            };
-            if !within {
-                break 'read;
-            }
-            let position = stored.position;
-            if let Some(decoded) = decode_stored(stored).map_err(InvoicingError::Unreadable)? {
-                let recorded = decoded.recorded();
-                for p in projections.iter_mut() {
-                    p.apply(&recorded);
-                }
-            }
-            folded = position;
-            if complete(projections) {
-                break 'read;
+    let until = match as_of {
+        AsOf::Head => Until::Head,
+        AsOf::Position(p) => Until::Position(p),
+        AsOf::Recorded(t) => Until::Recorded(t),
+    };
+    let folded = visit_decoded(store, after, until, |visit| {
+        if let Visit::Event { decoded: Some(decoded), .. } = visit {
+            let recorded = decoded.recorded();
+            for p in projections.iter_mut() {
+                p.apply(&recorded);
             }
         }
-        after = last;
-    }
+        if matches!(visit, Visit::Event { .. }) && complete(projections) {
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    })
+    .await
+    .map_err(|e| match e {
+        ReadError::Store(e) => InvoicingError::Store(e),
+        ReadError::Unreadable(why) => InvoicingError::Unreadable(why),
+    })?;
     Ok(folded)
 }
 

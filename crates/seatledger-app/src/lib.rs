@@ -5,6 +5,8 @@
 //!   planned and appended all-or-nothing.
 //! - [`runner`]: the projection runner — stored checkpoints, catch-up, live
 //!   following, and rebuild from zero.
+//! - [`readahead`]: replay as a pipeline — the next page is read and
+//!   decoded on other threads while the caller folds this one.
 //! - [`transfer`]: export and import of stored events as JSON Lines.
 //! - [`ids`]: where event ids come from (UUIDv7; deterministic in tests).
 
@@ -15,6 +17,7 @@ pub mod handler;
 pub mod ids;
 pub mod invoicing;
 pub mod notify;
+pub mod readahead;
 pub mod runner;
 pub mod topup;
 pub mod transfer;

@@ -4,12 +4,15 @@
 //! position folded and, when the projection can save it, its state, written
 //! together in one store call. On start a projection resumes from its
 //! checkpoint if its state can be restored, and from zero otherwise. Events
-//! are read once, decoded once and handed to every projection still behind.
+//! are read once, decoded once and handed to every projection still behind;
+//! catch-up reads and decodes ahead of the fold ([`crate::readahead`]).
 
 use crate::decode::decode_stored;
+use crate::readahead::{visit_decoded, ReadError, Until, Visit};
 use seatledger_projections::Projection;
-use seatledger_store::{Checkpoint, EventStore, StoreError, Subscription, MAX_READ_COUNT};
+use seatledger_store::{Checkpoint, EventStore, StoreError, Subscription};
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Save checkpoints at least this often while following live.
@@ -90,16 +93,13 @@ impl ProjectionRunner {
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<RunReport, RunnerError> {
         assert_eq!(projections.len(), positions.len(), "one position per projection");
-        let mut after = positions.iter().copied().min().unwrap_or(0);
+        let start = positions.iter().copied().min().unwrap_or(0);
         let head = self.store.head_position().await?;
         let mut events_read = 0;
-        loop {
-            let page = self.store.read_all(after, MAX_READ_COUNT).await?;
-            let Some(last) = page.last().map(|e| e.position) else { break };
-            for stored in page {
-                let position = stored.position;
-                events_read += 1;
-                if let Some(decoded) = decode_stored(stored).map_err(RunnerError::Unreadable)? {
+        let last = visit_decoded(self.store.as_ref(), start, Until::Head, |visit| {
+            match visit {
+                Visit::Event { position, decoded: Some(decoded) } => {
+                    events_read += 1;
                     let recorded = decoded.recorded();
                     for (p, at) in projections.iter_mut().zip(positions.iter_mut()) {
                         if *at < position {
@@ -107,14 +107,21 @@ impl ProjectionRunner {
                             *at = position;
                         }
                     }
-                } else {
+                }
+                Visit::Event { position, decoded: None } => {
+                    events_read += 1;
                     positions.iter_mut().for_each(|at| *at = (*at).max(position));
                 }
+                Visit::PageEnd { last } => progress(last, head.max(last)),
             }
-            after = last;
-            progress(after, head.max(after));
-        }
-        let position = positions.iter().copied().min().unwrap_or(after);
+            ControlFlow::Continue(())
+        })
+        .await
+        .map_err(|e| match e {
+            ReadError::Store(e) => RunnerError::Store(e),
+            ReadError::Unreadable(why) => RunnerError::Unreadable(why),
+        })?;
+        let position = positions.iter().copied().min().unwrap_or(last);
         Ok(RunReport { position, events_read })
     }
 
