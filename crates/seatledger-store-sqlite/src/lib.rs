@@ -6,6 +6,9 @@
 //! - Writes: one writer thread owns the only read-write connection and
 //!   commits everything that queued up meanwhile as one group, each request
 //!   in its own SAVEPOINT (see [`writer`](crate::writer) for why).
+//! - Checkpoints: the writer's connection never checkpoints the WAL; a
+//!   thread of its own does, at most every 50 ms, so no append waits for
+//!   one (see [`checkpointer`](crate::checkpointer)).
 //! - Reads: a small pool of read-only connections on tokio's blocking
 //!   threads; they see committed data only and never wait for the writer.
 //! - Layout: `events` (the global log, `position` is the rowid), `streams`
@@ -20,12 +23,14 @@
 
 #![forbid(unsafe_code)]
 
+mod checkpointer;
 mod reader;
 mod rows;
 mod schema;
 mod writer;
 
 use async_trait::async_trait;
+use checkpointer::{CheckpointCounters, Checkpointer};
 use reader::ReadPool;
 use rows::{event_from_row, from_sql_int, to_sql_int, Context, EVENT_COLUMNS};
 use seatledger_store::{
@@ -51,6 +56,7 @@ pub struct SqliteStore {
     reads: Arc<ReadPool>,
     head: Arc<watch::Sender<u64>>,
     counters: Arc<Counters>,
+    checkpoints: Arc<CheckpointCounters>,
     // Declared last so that it drops last: the writer's connection is then
     // the last one to close, which lets SQLite fold the WAL back into the
     // file and delete it.
@@ -64,6 +70,20 @@ pub struct SqliteStore {
 pub struct WriteStats {
     pub commits: u64,
     pub requests: u64,
+}
+
+/// What the checkpointer thread has done since the store was opened: how
+/// many `PASSIVE` checkpoints it ran, how many times the writer copied the
+/// rest of a long WAL so that it could start over, and what the thread's
+/// last checkpoint found — the frames (pages) in the WAL and how many of
+/// them are back in the database file (`copied_frames < wal_frames` means
+/// a reader still needed the rest, or commits came in meanwhile).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckpointStats {
+    pub runs: u64,
+    pub restarts: u64,
+    pub wal_frames: u64,
+    pub copied_frames: u64,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -84,7 +104,9 @@ impl SqliteStore {
         let (head, _) = watch::channel(0);
         let head = Arc::new(head);
         let counters = Arc::new(Counters::default());
-        let writer = Writer::new(conn, clock, Arc::clone(&head), Arc::clone(&counters))?;
+        let checkpoints = Arc::new(CheckpointCounters::default());
+        let checkpointer = Checkpointer::start(&path, Arc::clone(&checkpoints))?;
+        let writer = Writer::new(conn, checkpointer, clock, Arc::clone(&head), Arc::clone(&counters))?;
         head.send_replace(writer.head_position());
         let reads = Arc::new(ReadPool::open(path.clone())?);
         let (requests, queue) = mpsc::channel(WRITE_QUEUE);
@@ -97,6 +119,7 @@ impl SqliteStore {
             reads,
             head,
             counters,
+            checkpoints,
             writer: WriterThread { requests: Some(requests), thread: Some(thread) },
         })
     }
@@ -106,6 +129,16 @@ impl SqliteStore {
         WriteStats {
             commits: self.counters.commits.load(Ordering::Relaxed),
             requests: self.counters.requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// What the checkpointer thread has done so far.
+    pub fn checkpoint_stats(&self) -> CheckpointStats {
+        CheckpointStats {
+            runs: self.checkpoints.runs.load(Ordering::Relaxed),
+            restarts: self.checkpoints.restarts.load(Ordering::Relaxed),
+            wal_frames: self.checkpoints.wal_frames.load(Ordering::Relaxed),
+            copied_frames: self.checkpoints.copied_frames.load(Ordering::Relaxed),
         }
     }
 

@@ -84,6 +84,10 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Backend(format!("`{shown}` refused WAL mode (it stays in {mode} mode)")));
     }
+    // Checkpoints run on their own thread (`checkpointer`), not inside the
+    // writer's commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .context(|| format!("turning automatic checkpoints off for the writer of `{shown}`"))?;
     Ok(conn)
 }
 
@@ -143,4 +147,18 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             .context(|| format!("setting the schema version of `{shown}`"))?;
     }
     tx.commit().context(|| format!("committing the schema of `{shown}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_writer_connection_never_checkpoints_by_itself() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let conn = open_writer(&dir.path().join("events.db")).expect("opening the writer connection");
+        let pages: i64 =
+            conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0)).expect("reading wal_autocheckpoint");
+        assert_eq!(pages, 0, "the writer's commits would run checkpoints (the checkpointer thread's job)");
+    }
 }

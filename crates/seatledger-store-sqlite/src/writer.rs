@@ -7,13 +7,15 @@
 //! in one transaction, each inside its own SAVEPOINT, and commits once: a
 //! request that fails (a conflict, a duplicate) is rolled back to its
 //! savepoint and answered with its own error, the rest share one fsync.
-//! Nobody is answered before the COMMIT is durable.
+//! Nobody is answered before the COMMIT is durable. WAL checkpoints run on
+//! another thread ([`crate::checkpointer`]), never inside a commit.
 //!
 //! The head of the log (last position, hash and recorded time) lives in this
 //! thread's memory, so appends never read it back; `PRAGMA data_version`
 //! tells when another process has written to the file, and only then is it
 //! reloaded.
 
+use crate::checkpointer::Checkpointer;
 use crate::rows::{micros, to_sql_int, uuid_str, Context};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension};
@@ -150,6 +152,9 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
 
 /// The writer thread's state.
 pub(crate) struct Writer {
+    // Declared first so that it drops first: the checkpointer's connection
+    // closes before the writer's, which is then the last one open.
+    checkpointer: Checkpointer,
     conn: Connection,
     clock: Arc<dyn Clock>,
     head: Head,
@@ -161,13 +166,14 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
+        checkpointer: Checkpointer,
         clock: Arc<dyn Clock>,
         watch: Arc<watch::Sender<u64>>,
         counters: Arc<Counters>,
     ) -> Result<Self, StoreError> {
         let head = load_head(&conn)?;
         let data_version = data_version(&conn)?;
-        Ok(Self { conn, clock, head, data_version, watch, counters })
+        Ok(Self { checkpointer, conn, clock, head, data_version, watch, counters })
     }
 
     pub(crate) fn head_position(&self) -> u64 {
@@ -243,12 +249,15 @@ impl Writer {
             done.into_iter().for_each(|d| d.fail(&message));
             return;
         }
+        self.checkpointer.committed(self.head.position - before.position);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         self.counters.requests.fetch_add(done.len() as u64, Ordering::Relaxed);
         if self.head.position != before.position {
             self.watch.send_replace(self.head.position);
         }
         done.into_iter().for_each(Done::send);
+        // After the answers: the appenders need not wait for it.
+        self.checkpointer.restart_if_due(&self.conn);
     }
 
     /// BEGIN IMMEDIATE, and notice whether someone else wrote since our last commit.

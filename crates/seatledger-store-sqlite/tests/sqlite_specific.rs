@@ -447,3 +447,96 @@ async fn two_stores_on_one_file_keep_one_chain() {
         assert_eq!(report.checked, 12);
     }
 }
+
+/// The writer's commits never checkpoint; the checkpointer thread copies the
+/// WAL back into the database file soon after, while the store stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_in_the_background() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    let empty_file = std::fs::metadata(&path).expect("file size").len();
+    // 40 appends of 100 events with 1 KiB notes: about 4 MiB of rows.
+    let note = "x".repeat(1_024);
+    for batch in 0..40 {
+        let events: Vec<_> = (0..100).map(|n| new_event(&format!(r#"{{"n":{n},"note":"{note}"}}"#))).collect();
+        let expected = ExpectedVersion::from_current(store.stream_version("bulk").await.expect("version"));
+        store.append(stream_append("bulk", expected, events)).await.unwrap_or_else(|e| panic!("batch {batch}: {e}"));
+    }
+    // The last commit nudged the checkpointer; it runs within its pause.
+    // 4,000 rows of over 1 KiB are over 4,000 KiB once in the file.
+    let wanted = empty_file + 4_000 * 1_024;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let file = std::fs::metadata(&path).expect("file size").len();
+        if file >= wanted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after 10 s the database file is {file} bytes (empty: {empty_file}): the rows are still only in the \
+             WAL ({:?})",
+            sqlite.checkpoint_stats()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(sqlite.checkpoint_stats().runs > 0);
+    assert_eq!(everything(store.as_ref()).await.len(), 4_000);
+}
+
+/// Under a steady load the background checkpoint never copies the whole
+/// WAL (commits keep arriving while it copies), so SQLite would never start
+/// the WAL over and it would grow with everything written. The writer lets
+/// it restart once it passes 1,000 frames: it stays bounded, well below
+/// what was written (without the restart it reaches all of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_stays_bounded_under_a_steady_load() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let wal = dir.path().join("events.db-wal");
+    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (wal, done) = (wal.clone(), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut largest = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            largest
+        })
+    };
+    // 16 appenders, 150 appends of 20 events of 3 KiB each: 48,000 rows of
+    // one 4 KiB page each, about 200 MB of WAL frames in all.
+    let note = "y".repeat(3 * 1_024);
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (store, note) = (Arc::clone(&store), note.clone());
+            tokio::spawn(async move {
+                let stream = format!("load-{t}");
+                for batch in 0..150u64 {
+                    let events: Vec<_> =
+                        (0..20).map(|n| new_event(&format!(r#"{{"n":{n},"note":"{note}"}}"#))).collect();
+                    let expected = ExpectedVersion::from_current(batch.checked_sub(1).map(|b| b * 20 + 19));
+                    store.append(stream_append(&stream, expected, events)).await.expect("append");
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("an appender panicked");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let largest = watcher.await.expect("the watcher panicked");
+    let stats = sqlite.checkpoint_stats();
+    let total: u64 = std::fs::metadata(&path).expect("size").len();
+    assert!(total >= 48_000 * 3 * 1_024, "the rows are not in the database file: {total} bytes ({stats:?})");
+    assert!(stats.restarts > 0, "{stats:?}");
+    assert!(
+        largest < 100 * 1_024 * 1_024,
+        "the WAL reached {largest} bytes while about 200 MB were written ({stats:?}): it does not restart"
+    );
+}
