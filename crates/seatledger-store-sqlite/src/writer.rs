@@ -512,6 +512,15 @@ fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreErr
 /// table of outcomes) makes imported events deduplicate retries as well.
 pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
     let doing = || format!("looking up command id {command_id}");
+    let mut id = Uuid::encode_buffer();
+    let id = uuid_str(command_id, &mut id);
+    // Nearly every command id is new. One index probe answers that; the
+    // grouped query below sets up two sorters even when nothing matches
+    // (it was 8.6 % of the writer thread under 64 appenders).
+    let mut probe = conn.prepare_cached("SELECT 1 FROM events WHERE command_id = ?1 LIMIT 1").context(doing)?;
+    if !probe.exists([id]).context(doing)? {
+        return Ok(None);
+    }
     let mut stmt = conn
         .prepare_cached(
             "SELECT stream, MIN(stream_version), MAX(stream_version), MIN(position), MAX(position) \
@@ -519,7 +528,7 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
         )
         .context(doing)?;
     let row = stmt
-        .query_row([uuid_str(command_id, &mut Uuid::encode_buffer())], |row| {
+        .query_row([id], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get(3)?, row.get(4)?))
         })
         .optional()
