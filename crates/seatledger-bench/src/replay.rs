@@ -86,12 +86,41 @@ pub struct ChildResult {
     pub compute_seconds: Option<f64>,
 }
 
+/// The audit log as its read-model writer keeps it
+/// (`seatledger-readmodels-postgres`): an entry is built for every event,
+/// and the entries are handed on a page at a time (there, written to a
+/// table) instead of all being held in memory. The fold's cost is the
+/// whole audit log's; its memory is one page.
+#[derive(Debug, Default)]
+pub struct AuditPages {
+    page: seatledger_projections::audit::AuditLog,
+    handed_on: u64,
+}
+
+/// Entries per page handed on: the read-model writer's page.
+const AUDIT_PAGE: usize = seatledger_store::MAX_READ_COUNT;
+
+impl Projection for AuditPages {
+    fn name(&self) -> &'static str {
+        "audit-log"
+    }
+
+    fn apply(&mut self, event: &seatledger_projections::Recorded<'_>) {
+        self.page.apply(event);
+        if self.page.entries.len() == AUDIT_PAGE {
+            std::hint::black_box(&self.page);
+            self.handed_on += self.page.entries.len() as u64;
+            self.page.entries.clear();
+        }
+    }
+}
+
 pub fn all_projections() -> Vec<Box<dyn Projection>> {
     use seatledger_projections::*;
     vec![
         Box::new(licence_state::LicenceState::default()),
         Box::new(change_log::ChangeLog::default()),
-        Box::new(audit::AuditLog::default()),
+        Box::new(AuditPages::default()),
         Box::new(directory::Directory::default()),
         Box::new(invoice::InvoiceInputs::default()),
         Box::new(notifications::Notifications::default()),
