@@ -102,6 +102,19 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let shown = path.display();
+    // A file that is already ours and current needs no write lock: reading
+    // its two header fields does not wait for another process that is
+    // writing (a long import commits back to back, and SQLite's busy
+    // handler does not queue fairly, so waiting for the lock could last as
+    // long as the import).
+    let current = conn
+        .query_row("SELECT * FROM pragma_application_id, pragma_user_version", [], |row| {
+            Ok((row.get::<_, i32>(0)?, row.get::<_, i64>(1)?))
+        })
+        .context(|| format!("reading the header of `{shown}`"))?;
+    if current == (APPLICATION_ID, SCHEMA_VERSION) {
+        return Ok(());
+    }
     // IMMEDIATE: two processes opening a new file at once must not both
     // create the schema.
     let tx = conn

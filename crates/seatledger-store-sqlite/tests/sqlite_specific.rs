@@ -540,3 +540,24 @@ async fn the_wal_stays_bounded_under_a_steady_load() {
         "the WAL reached {largest} bytes while about 200 MB were written ({stats:?}): it does not restart"
     );
 }
+
+/// Opening a current file reads its header without the write lock, so it
+/// does not wait behind another process that is writing (during a long
+/// import that process commits back to back and the lock is nearly always
+/// taken).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_does_not_wait_for_another_writer() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let store = open(&path);
+    append_numbered(&*store, 3).await;
+    drop(store);
+
+    let other = rusqlite::Connection::open(&path).expect("opening the file");
+    other.execute_batch("BEGIN IMMEDIATE").expect("taking the write lock");
+    let started = std::time::Instant::now();
+    let store = SqliteStore::open(&path, clock()).expect("opening while another connection holds the write lock");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "opening waited {:?}", started.elapsed());
+    assert_eq!(store.head_position().await.expect("head"), 3);
+    other.execute_batch("COMMIT").expect("releasing the write lock");
+}
