@@ -77,8 +77,9 @@ impl Projection for LicenceState {
                 // In place: no remove and re-insert, no cloned id per event.
                 Some(ws) => ws.apply(r.event),
                 None => {
+                    // Never decided on: no reservation ids to remember.
                     if let Some(ws) = Workspace::evolve(None, r.event) {
-                        self.workspaces.insert(id.clone(), ws);
+                        self.workspaces.insert(id.clone(), ws.for_reading());
                     }
                 }
             },

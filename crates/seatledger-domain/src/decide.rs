@@ -732,6 +732,11 @@ fn target_modules<'a>(ws: &'a Workspace, target: &ModuleTarget) -> Result<&'a BT
 }
 
 fn new_activity(ws: &Workspace, kind: &'static str, key: String) -> Result<(), DomainError> {
+    assert!(
+        ws.keeps_activity_ids,
+        "workspace `{}` is a read-side copy without its activity ids and cannot be decided on",
+        ws.id
+    );
     if ws.activity_ids.contains(&key) {
         return Err(DomainError::ActivityExists { kind, id: key });
     }

@@ -200,14 +200,30 @@ pub struct Workspace {
     /// Licences added by top-ups, per pool and calendar month (for the cap per month).
     pub top_ups_by_month: BTreeMap<(PoolKey, crate::calendar::Month), u64>,
     pub memberships: BTreeMap<MembershipId, Membership>,
-    /// Ids of recorded one-off activity ("reservation/…", "series/…/date", "punch/…").
+    /// Ids of recorded one-off activity ("reservation/…", "series/…/date",
+    /// "punch/…"), kept so that `decide` refuses the same activity twice.
+    /// The one part of a workspace that grows with its history rather than
+    /// with its size; a read-side copy drops it ([`Workspace::for_reading`]).
     pub activity_ids: BTreeSet<String>,
+    /// False on a read-side copy, which keeps no activity ids and must not
+    /// be decided on.
+    pub keeps_activity_ids: bool,
     /// Seats held per pool: non-deleted users holding the SKU directly or
     /// through a group. Kept up to date by `evolve`; never below zero.
     pub seats: BTreeMap<PoolKey, u64>,
 }
 
 impl Workspace {
+    /// This workspace as a read-side copy: projections that show or count
+    /// what a workspace holds, and never decide on it, need not remember
+    /// every reservation and punch-pass id ever recorded. Everything else
+    /// folds exactly as before.
+    pub fn for_reading(mut self) -> Workspace {
+        self.keeps_activity_ids = false;
+        self.activity_ids = BTreeSet::new();
+        self
+    }
+
     /// A workspace exists from its `WorkspaceCreated` event on.
     pub fn evolve(state: Option<Workspace>, event: &Event) -> Option<Workspace> {
         match (state, event) {
@@ -237,6 +253,7 @@ impl Workspace {
                     top_ups_by_month: BTreeMap::new(),
                     memberships: BTreeMap::new(),
                     activity_ids: BTreeSet::new(),
+                    keeps_activity_ids: true,
                     seats: BTreeMap::new(),
                 })
             }
@@ -407,10 +424,14 @@ impl Workspace {
                 });
             }
             Event::ReservationMade { reservation, .. } => {
-                self.activity_ids.insert(format!("reservation/{reservation}"));
+                if self.keeps_activity_ids {
+                    self.activity_ids.insert(format!("reservation/{reservation}"));
+                }
             }
             Event::RecurringReservationOccurred { series, user, occurs_on } => {
-                self.activity_ids.insert(format!("series/{series}/{user}/{occurs_on}"));
+                if self.keeps_activity_ids {
+                    self.activity_ids.insert(format!("series/{series}/{user}/{occurs_on}"));
+                }
             }
             Event::MembershipStarted { membership, user, starts_on, ends_on } => {
                 self.memberships.insert(
@@ -424,7 +445,9 @@ impl Workspace {
                 }
             }
             Event::PunchPassUsed { use_id, .. } => {
-                self.activity_ids.insert(format!("punch/{use_id}"));
+                if self.keeps_activity_ids {
+                    self.activity_ids.insert(format!("punch/{use_id}"));
+                }
             }
             Event::ProductDefined { .. }
             | Event::PriceSet { .. }

@@ -180,3 +180,47 @@ fn a_punch_pass_use_is_recorded_once_per_id() {
     );
     h.when(use_of("p2", "u1")).accepted();
 }
+
+#[test]
+fn a_read_side_copy_folds_the_same_workspace_without_its_activity_ids() {
+    let mut h = workspace();
+    let mut events = single_workspace(2);
+    events.extend(h.run(reservation("r1", "u1", time(4, 9), time(4, 11))));
+    events.extend(h.run(reservation("r2", "u2", time(5, 9), time(5, 10))));
+    events.extend(h.run(WorkspaceCommand::RecordPunchPassUse {
+        use_id: PunchUseId::new("p1").unwrap(),
+        user: user("u1"),
+        used_on: date(2024, 3, 7),
+    }));
+    events.extend(h.run(start_membership("m1", "u2", date(2024, 3, 1), None)));
+
+    let mut full: Option<Workspace> = None;
+    let mut read: Option<Workspace> = None;
+    for e in &events {
+        full = Workspace::evolve(full.take(), e);
+        // A read-side copy from its creation on, as the licence state keeps it.
+        read = match read.take() {
+            None => Workspace::evolve(None, e).map(Workspace::for_reading),
+            Some(ws) => Workspace::evolve(Some(ws), e),
+        };
+    }
+    let (full, read) = (full.unwrap(), read.unwrap());
+    assert_eq!(full.activity_ids.len(), 3, "two reservations and a punch-pass use");
+    assert!(read.activity_ids.is_empty());
+    assert!(!read.keeps_activity_ids);
+    // Everything else is the same fold.
+    let mut same = read.clone();
+    same.activity_ids = full.activity_ids.clone();
+    same.keeps_activity_ids = true;
+    assert_eq!(same, full);
+    assert_eq!(read.memberships.len(), 1);
+}
+
+#[test]
+#[should_panic(expected = "read-side copy")]
+fn a_read_side_copy_is_never_decided_on() {
+    let mut h = workspace();
+    h.workspace = h.workspace.take().map(Workspace::for_reading);
+    // Without its activity ids it could not tell a repeated reservation.
+    let _ = h.when(reservation("r1", "u1", time(4, 9), time(4, 11)));
+}
