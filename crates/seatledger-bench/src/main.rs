@@ -415,6 +415,7 @@ async fn run(
 
     let month = "2024-12";
     let mut fold_rates = vec![];
+    let mut fold_peaks = vec![];
     for h in &histories {
         for mode in ["read", "decode", "fold"] {
             say(format!("replay {mode}: {}", h.label));
@@ -437,6 +438,7 @@ async fn run(
             if mode == "fold" {
                 row = row.target("≥ 1,500,000 events/s", rate >= 1_500_000.0);
                 fold_rates.push(rate);
+                fold_peaks.push(r.peak_rss);
             }
             rows.push(row);
         }
@@ -465,6 +467,7 @@ async fn run(
         .and_then(|r| r.value)
         .unwrap_or(f64::NAN);
     let mut growth = vec![(histories[0].load.events, fold_rates.first().copied().unwrap_or(0.0), decode_big, compute)];
+    let mut growth_memory = vec![(histories[0].load.events, fold_peaks.first().copied().unwrap_or(0))];
     let mut sizes = vec![(small, num(f64::from(small)))];
     if with_10m && !quick {
         sizes.push((10_000_000, "10M".to_owned()));
@@ -482,6 +485,7 @@ async fn run(
             r.events as f64 / r.seconds,
             i.compute_seconds.unwrap_or(f64::NAN),
         ));
+        growth_memory.push((h.load.events, f.peak_rss));
         std::fs::remove_file(&db).ok();
     }
     growth.sort_by_key(|g| g.0);
@@ -507,7 +511,10 @@ async fn run(
         Row::info("seatledger/sqlite", "cost growth: fold time per event, largest ÷ smallest history", fold_ratio, "×")
             .detail(lines.join("; "))
             .target("linear or better (≤ 1.3×)", fold_ratio <= 1.3)
-            .extra(serde_json::json!({"points [events, fold/s, decode/s, invoice s]": growth})),
+            .extra(serde_json::json!({
+                "points [events, fold/s, decode/s, invoice s]": growth,
+                "fold peak RSS [events, bytes]": growth_memory,
+            })),
     );
     rows.push(Row::info(
         "seatledger/sqlite",
@@ -525,6 +532,42 @@ async fn run(
             "×",
         )
         .target("linear or better (≤ 1.3×)", inv_ratio <= 1.3),
+    );
+
+    // ---- 4b. Memory against the length of the history, the pools fixed:
+    // 1,000 seat pools (250 with --quick) over 12 and over 48 months. What
+    // the projections must hold grows with the pools; a replay whose peak
+    // memory grew with the months would be holding history.
+    let pools = if quick { 250 } else { 1_000 };
+    let mut memory = vec![];
+    for months in [12, 48] {
+        let db = d.join(format!("months-{months}.db"));
+        say(format!("memory: building {pools} seat pools over {months} months"));
+        let params = GenParams { months, ..spread(pools) };
+        let h = replay::build(&format!("{months} months"), params, &db).await?;
+        let f = replay::spawn_child("fold", &db, None)?;
+        memory.push((months, h.load.events, f.peak_rss));
+        std::fs::remove_file(&db).ok();
+    }
+    let (short, long) = (memory[0], memory[1]);
+    let events_ratio = long.1 as f64 / short.1 as f64;
+    let memory_ratio = long.2 as f64 / short.2.max(1) as f64;
+    rows.push(
+        Row::info(
+            "seatledger/sqlite",
+            format!("replay peak memory, same {} seat pools, 48 months ÷ 12 months of history", num(f64::from(pools))),
+            memory_ratio,
+            "×",
+        )
+        .detail(format!(
+            "{} events: {:.0} MiB; {} events: {:.0} MiB ({events_ratio:.1}× the events)",
+            num(short.1 as f64),
+            mib(short.2),
+            num(long.1 as f64),
+            mib(long.2)
+        ))
+        .target("grows < ½ as fast as the history", memory_ratio < events_ratio / 2.0)
+        .extra(serde_json::json!({"points [months, events, peak RSS bytes]": memory})),
     );
 
     // ---- 5. Peers.
