@@ -210,6 +210,14 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
             result.events = c.events;
             result.seconds = c.seconds;
         }
+        // For profiling single appends: `child --mode single --path NEW.db`.
+        "single" => {
+            let store = crate::ledger::open(db)?;
+            let (rate, lat) = crate::ledger::single_appends(store.as_ref(), 5_000).await?;
+            result.events = 5_000;
+            result.seconds = 5_000.0 / rate;
+            eprintln!("p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs", lat.p50_us, lat.p99_us, lat.p999_us);
+        }
         other => anyhow::bail!("unknown child mode `{other}`"),
     }
     result.peak_rss = peak_rss().unwrap_or(0);
