@@ -84,12 +84,17 @@ pub async fn fold_known_after(
         }
         ControlFlow::Continue(())
     })
-    .await
-    .map_err(|e| match e {
-        ReadError::Store(e) => InvoicingError::Store(e),
-        ReadError::Unreadable(why) => InvoicingError::Unreadable(why),
-    })?;
+    .await?;
     Ok(folded)
+}
+
+impl From<ReadError> for InvoicingError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Store(e) => InvoicingError::Store(e),
+            ReadError::Unreadable(why) => InvoicingError::Unreadable(why),
+        }
+    }
 }
 
 /// Fold the invoice inputs from the events known `as_of`.

@@ -26,6 +26,15 @@ pub enum RunnerError {
     Unreadable(String),
 }
 
+impl From<ReadError> for RunnerError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Store(e) => RunnerError::Store(e),
+            ReadError::Unreadable(why) => RunnerError::Unreadable(why),
+        }
+    }
+}
+
 /// Runs projections over one store.
 #[derive(Debug, Clone)]
 pub struct ProjectionRunner {
@@ -116,11 +125,7 @@ impl ProjectionRunner {
             }
             ControlFlow::Continue(())
         })
-        .await
-        .map_err(|e| match e {
-            ReadError::Store(e) => RunnerError::Store(e),
-            ReadError::Unreadable(why) => RunnerError::Unreadable(why),
-        })?;
+        .await?;
         let position = positions.iter().copied().min().unwrap_or(last);
         Ok(RunReport { position, events_read })
     }
