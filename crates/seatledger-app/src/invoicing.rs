@@ -6,7 +6,7 @@
 
 use crate::handler::{AppError, CommandHandler, CommandMeta, HandleOutcome};
 use crate::ids::IdSource;
-use crate::readahead::{visit_decoded, ReadError, Until, Visit};
+use crate::readahead::{visit_decoded, ReadError, Visit};
 use chrono::{DateTime, Utc};
 use seatledger_codec::encode;
 use seatledger_domain::*;
@@ -25,6 +25,17 @@ pub enum AsOf {
     Position(u64),
     /// Events recorded at or before this time.
     Recorded(DateTime<Utc>),
+}
+
+impl AsOf {
+    /// Whether `stored` is among the events known at this point.
+    pub fn admits(self, stored: &StoredEvent) -> bool {
+        match self {
+            AsOf::Head => true,
+            AsOf::Position(p) => stored.position <= p,
+            AsOf::Recorded(t) => stored.recorded_at <= t,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +78,7 @@ pub async fn fold_known_after(
     let complete = |projections: &[&mut dyn seatledger_projections::Projection]| {
         !projections.is_empty() && projections.iter().all(|p| p.is_complete())
     };
-    let until = match as_of {
-        AsOf::Head => Until::Head,
-        AsOf::Position(p) => Until::Position(p),
-        AsOf::Recorded(t) => Until::Recorded(t),
-    };
-    let folded = visit_decoded(store, after, until, |visit| {
+    let folded = visit_decoded(store, after, as_of, |visit| {
         if let Visit::Event { decoded: Some(decoded), .. } = visit {
             let recorded = decoded.recorded();
             for p in projections.iter_mut() {

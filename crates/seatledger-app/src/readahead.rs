@@ -13,7 +13,7 @@
 //! folded, each at most [`PAGE`] events.
 
 use crate::decode::{decode_stored, DecodedEvent};
-use chrono::{DateTime, Utc};
+use crate::invoicing::AsOf;
 use seatledger_store::{EventStore, StoreError, StoredEvent};
 use std::ops::ControlFlow;
 use tokio::sync::mpsc;
@@ -26,27 +26,6 @@ pub const AHEAD: usize = 2;
 /// pipeline runs on the caller's task, and a page must not wait for a whole
 /// page to be folded before its next read is started.
 const YIELD_EVERY: usize = 64;
-
-/// Where reading stops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Until {
-    /// The head as the reads find it.
-    Head,
-    /// Events up to and including this global position.
-    Position(u64),
-    /// Events recorded at or before this time.
-    Recorded(DateTime<Utc>),
-}
-
-impl Until {
-    fn admits(self, stored: &StoredEvent) -> bool {
-        match self {
-            Until::Head => true,
-            Until::Position(p) => stored.position <= p,
-            Until::Recorded(t) => stored.recorded_at <= t,
-        }
-    }
-}
 
 /// What the visitor is shown, in global order.
 #[derive(Debug)]
@@ -73,18 +52,18 @@ pub enum ReadError {
 struct Page {
     events: Vec<(u64, Option<DecodedEvent>)>,
     error: Option<String>,
-    /// The page was cut by [`Until`]: nothing after it is read.
+    /// The page was cut by the [`AsOf`]: nothing after it is read.
     last_page: bool,
 }
 
-/// Visit every event after position `after` up to `until`, in order, with
+/// Visit every event after position `after` known `until`, in order, with
 /// reading and decoding running ahead of `visit`. Stops early when `visit`
 /// breaks; returns the position of the last event visited (`after` when
 /// none).
 pub async fn visit_decoded(
     store: &dyn EventStore,
     after: u64,
-    until: Until,
+    until: AsOf,
     mut visit: impl FnMut(Visit<'_>) -> ControlFlow<()>,
 ) -> Result<u64, ReadError> {
     // Three stages on one task, each waiting on its own thread: rows read
@@ -158,7 +137,7 @@ pub async fn visit_decoded(
 /// Cut `stored` at the first event `until` does not admit and decode the
 /// rest on a blocking thread, stopping at the first payload that does not
 /// decode.
-async fn decode_page(mut stored: Vec<StoredEvent>, until: Until) -> Page {
+async fn decode_page(mut stored: Vec<StoredEvent>, until: AsOf) -> Page {
     let admitted = stored.iter().position(|e| !until.admits(e)).unwrap_or(stored.len());
     let last_page = admitted < stored.len();
     stored.truncate(admitted);

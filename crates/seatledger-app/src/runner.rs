@@ -8,7 +8,8 @@
 //! catch-up reads and decodes ahead of the fold ([`crate::readahead`]).
 
 use crate::decode::decode_stored;
-use crate::readahead::{visit_decoded, ReadError, Until, Visit};
+use crate::invoicing::AsOf;
+use crate::readahead::{visit_decoded, ReadError, Visit};
 use seatledger_projections::Projection;
 use seatledger_store::{Checkpoint, EventStore, StoreError, Subscription};
 use std::future::Future;
@@ -105,7 +106,7 @@ impl ProjectionRunner {
         let start = positions.iter().copied().min().unwrap_or(0);
         let head = self.store.head_position().await?;
         let mut events_read = 0;
-        let last = visit_decoded(self.store.as_ref(), start, Until::Head, |visit| {
+        let last = visit_decoded(self.store.as_ref(), start, AsOf::Head, |visit| {
             match visit {
                 Visit::Event { position, decoded: Some(decoded) } => {
                     events_read += 1;

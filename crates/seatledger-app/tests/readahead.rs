@@ -4,7 +4,8 @@
 //! not decode (after showing everything before it).
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use seatledger_app::readahead::{visit_decoded, ReadError, Until, Visit, PAGE};
+use seatledger_app::invoicing::AsOf;
+use seatledger_app::readahead::{visit_decoded, ReadError, Visit, PAGE};
 use seatledger_app::{decode_stored, CommandMeta};
 use seatledger_codec::encode;
 use seatledger_domain::{Event, ReservationId, UserId};
@@ -85,7 +86,7 @@ async fn plain(store: &dyn EventStore, keep: impl Fn(&seatledger_store::StoredEv
     seen
 }
 
-async fn piped(store: &dyn EventStore, after: u64, until: Until) -> (Vec<(u64, bool)>, Vec<u64>, u64) {
+async fn piped(store: &dyn EventStore, after: u64, until: AsOf) -> (Vec<(u64, bool)>, Vec<u64>, u64) {
     let (mut seen, mut page_ends) = (Vec::new(), Vec::new());
     let last = visit_decoded(store, after, until, |visit| {
         match visit {
@@ -114,13 +115,13 @@ async fn every_event_once_in_order_across_pages() {
     // events each) go to the stream that is not the ledger's.
     assert_eq!(events, 4_345);
     assert_eq!(expected.iter().filter(|(_, ledger)| !ledger).count(), 1_100);
-    let (seen, page_ends, last) = piped(store.as_ref(), 0, Until::Head).await;
+    let (seen, page_ends, last) = piped(store.as_ref(), 0, AsOf::Head).await;
     assert_eq!(seen, expected);
     assert_eq!(last, events as u64);
     assert_eq!(page_ends, vec![PAGE as u64, 2 * PAGE as u64, events as u64]);
 
     // From a position in the middle of a page.
-    let (seen, _, last) = piped(store.as_ref(), 1_234, Until::Head).await;
+    let (seen, _, last) = piped(store.as_ref(), 1_234, AsOf::Head).await;
     assert_eq!(seen, expected[1_234..]);
     assert_eq!(last, events as u64);
 }
@@ -129,20 +130,20 @@ async fn every_event_once_in_order_across_pages() {
 async fn stops_at_the_position_or_recorded_time_asked() {
     let store = ledger(2 * PAGE + 345).await;
     let cut = PAGE as u64 + 17;
-    let (seen, page_ends, last) = piped(store.as_ref(), 0, Until::Position(cut)).await;
+    let (seen, page_ends, last) = piped(store.as_ref(), 0, AsOf::Position(cut)).await;
     assert_eq!(seen, plain(store.as_ref(), |e| e.position <= cut).await);
     assert_eq!(last, cut);
     assert_eq!(page_ends, vec![PAGE as u64, cut]);
 
     // Appends of 100 events share one recorded time, one second apart.
     let recorded = store.read_all(cut - 1, 1).await.expect("read")[0].recorded_at;
-    let (seen, _, last) = piped(store.as_ref(), 0, Until::Recorded(recorded)).await;
+    let (seen, _, last) = piped(store.as_ref(), 0, AsOf::Recorded(recorded)).await;
     assert_eq!(seen, plain(store.as_ref(), |e| e.recorded_at <= recorded).await);
     assert_eq!(last % 100, 0, "a recorded-time cut falls between two appends");
     assert!(last >= cut && last < cut + 100);
 
     // A cut before everything shows nothing.
-    let (seen, page_ends, last) = piped(store.as_ref(), 0, Until::Position(0)).await;
+    let (seen, page_ends, last) = piped(store.as_ref(), 0, AsOf::Position(0)).await;
     assert!(seen.is_empty() && page_ends.is_empty());
     assert_eq!(last, 0);
 }
@@ -151,7 +152,7 @@ async fn stops_at_the_position_or_recorded_time_asked() {
 async fn stops_when_the_visitor_has_seen_enough() {
     let store = ledger(3 * PAGE).await;
     let mut seen = 0u64;
-    let last = visit_decoded(store.as_ref(), 0, Until::Head, |visit| {
+    let last = visit_decoded(store.as_ref(), 0, AsOf::Head, |visit| {
         if let Visit::Event { .. } = visit {
             seen += 1;
             if seen == 2_500 {
@@ -190,7 +191,7 @@ async fn a_payload_that_does_not_decode_stops_the_read_after_everything_before_i
         .expect("append");
 
     let mut seen = Vec::new();
-    let result = visit_decoded(store.as_ref(), 0, Until::Head, |visit| {
+    let result = visit_decoded(store.as_ref(), 0, AsOf::Head, |visit| {
         if let Visit::Event { position, .. } = visit {
             seen.push(position);
         }
