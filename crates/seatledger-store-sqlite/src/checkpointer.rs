@@ -66,15 +66,13 @@ pub(crate) struct CheckpointCounters {
     pub(crate) restarts: AtomicU64,
     /// The last checkpoint found at least [`RESTART_FRAMES`] in the WAL.
     pub(crate) restart_due: AtomicBool,
-    /// Something was committed since the thread last started a checkpoint.
-    pending: AtomicBool,
     /// The last checkpoint's answer: frames in the WAL, and how many of
     /// them are now in the database file.
     pub(crate) wal_frames: AtomicU64,
     pub(crate) copied_frames: AtomicU64,
 }
 
-/// The handle the writer keeps: nudge after a commit; dropped, it stops the
+/// The handle the writer keeps: told of every commit; dropped, it stops the
 /// thread and waits for it.
 pub(crate) struct Checkpointer {
     counters: Arc<CheckpointCounters>,
@@ -123,8 +121,8 @@ impl Checkpointer {
     }
 
     /// A commit of `events` events: once [`DUE_EVENTS`] or [`DUE_COMMITS`]
-    /// have passed, a checkpoint is due (after the pause). Only the commit
-    /// that makes it due wakes the thread: at most one wake-up per pause.
+    /// have passed, a checkpoint is due (after the pause), and only the
+    /// commit that makes it due wakes the thread.
     pub(crate) fn committed(&mut self, events: u64) {
         self.events_since += events;
         self.commits_since += 1;
@@ -133,9 +131,6 @@ impl Checkpointer {
         }
         self.events_since = 0;
         self.commits_since = 0;
-        if self.counters.pending.swap(true, Ordering::AcqRel) {
-            return;
-        }
         if let Some(nudge) = &self.nudge {
             match nudge.try_send(()) {
                 // Full: a nudge is already waiting, which is all it needs.
@@ -150,37 +145,29 @@ impl Checkpointer {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
+        // Closing the channel is what tells the thread to stop.
         drop(self.nudge.take());
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the sqlite checkpointer thread panicked");
-            }
-        }
+        crate::join(self.thread.take(), "checkpointer");
     }
 }
 
 fn run(conn: &Connection, nudged: &Receiver<()>, counters: &CheckpointCounters) {
     // Asleep until a checkpoint is due.
-    while nudged.recv().is_ok() {
-        loop {
-            let started = Instant::now();
-            counters.pending.store(false, Ordering::Release);
-            checkpoint(conn, counters);
-            // Wait out the pause, but stop at once when the writer goes.
-            while let Some(left) = PAUSE.checked_sub(started.elapsed()) {
-                match nudged.recv_timeout(left) {
-                    Ok(()) => {}
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
+    let mut due = nudged.recv().is_ok();
+    while due {
+        let started = Instant::now();
+        checkpoint(conn, counters);
+        // Wait out the pause, noting whether another checkpoint fell due
+        // meanwhile, but stop at once when the writer goes.
+        let mut again = false;
+        while let Some(left) = PAUSE.checked_sub(started.elapsed()) {
+            match nudged.recv_timeout(left) {
+                Ok(()) => again = true,
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
             }
-            if !counters.pending.load(Ordering::Acquire) {
-                break;
-            }
-            // Due again meanwhile: go again now; a nudge left in the queue
-            // is for what this checkpoint copies.
-            let _ = nudged.try_recv();
         }
+        due = again || nudged.recv().is_ok();
     }
 }
 
@@ -191,10 +178,11 @@ fn checkpoint(conn: &Connection, counters: &CheckpointCounters) {
     }) {
         Ok((busy, log, copied)) => {
             // -1 means "not in WAL mode", which this store never leaves.
-            counters.wal_frames.store(u64::try_from(log).unwrap_or(0), Ordering::Relaxed);
+            let frames = u64::try_from(log).unwrap_or(0);
+            counters.wal_frames.store(frames, Ordering::Relaxed);
             counters.copied_frames.store(u64::try_from(copied).unwrap_or(0), Ordering::Relaxed);
             counters.runs.fetch_add(1, Ordering::Relaxed);
-            if u64::try_from(log).unwrap_or(0) >= RESTART_FRAMES {
+            if frames >= RESTART_FRAMES {
                 counters.restart_due.store(true, Ordering::Relaxed);
             }
             tracing::trace!(busy, log, copied, "sqlite checkpoint");

@@ -173,10 +173,16 @@ impl Drop for WriterThread {
     fn drop(&mut self) {
         // Closing the queue is what tells the thread to stop.
         drop(self.requests.take());
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the sqlite writer thread panicked");
-            }
+        join(self.thread.take(), "writer");
+    }
+}
+
+/// Wait for one of the store's threads to end (its channel was closed), and
+/// log a panic rather than raise it again inside a drop.
+fn join(thread: Option<std::thread::JoinHandle<()>>, name: &str) {
+    if let Some(thread) = thread {
+        if thread.join().is_err() {
+            tracing::error!("the sqlite {name} thread panicked");
         }
     }
 }
