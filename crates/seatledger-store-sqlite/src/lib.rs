@@ -4,8 +4,10 @@
 //! - Durability: WAL mode with `synchronous=FULL`; an append is answered
 //!   only once its COMMIT is on disk.
 //! - Writes: one writer thread owns the only read-write connection and
-//!   commits everything that queued up meanwhile as one group, each request
-//!   in its own SAVEPOINT (see [`writer`](crate::writer) for why).
+//!   commits everything that queued up meanwhile as one group; a refused
+//!   request gets its own error, and only requests that can be refused
+//!   after they began writing run in a SAVEPOINT of their own (see
+//!   [`writer`](crate::writer) for why).
 //! - Checkpoints: the writer's connection never checkpoints the WAL; a
 //!   thread of its own does, at most every 50 ms, so no append waits for
 //!   one (see [`checkpointer`](crate::checkpointer)).

@@ -4,11 +4,17 @@
 //! With `synchronous=FULL` every COMMIT costs an fsync, and fsyncs, not SQL,
 //! bound the write rate. So the writer drains every request queued while it
 //! was busy (up to [`MAX_GROUP_REQUESTS`] or [`MAX_GROUP_EVENTS`]), runs them
-//! in one transaction, each inside its own SAVEPOINT, and commits once: a
-//! request that fails (a conflict, a duplicate) is rolled back to its
-//! savepoint and answered with its own error, the rest share one fsync.
-//! Nobody is answered before the COMMIT is durable. WAL checkpoints run on
-//! another thread ([`crate::checkpointer`]), never inside a commit.
+//! in one transaction and commits once: a request that is refused (a
+//! conflict, a duplicate) is answered with its own error, the rest share one
+//! fsync. Nobody is answered before the COMMIT is durable. WAL checkpoints
+//! run on another thread ([`crate::checkpointer`]), never inside a commit.
+//!
+//! A request that appends to one stream checks everything (command id, event
+//! ids, expected version) before it writes, so a refusal leaves nothing to
+//! undo and needs no SAVEPOINT; SQL that fails once it has begun writing
+//! (a full disk, a damaged file) fails the whole group, unanswered until the
+//! group is rolled back. Requests that write several streams, or import,
+//! can be refused after writing and run inside a SAVEPOINT of their own.
 //!
 //! The head of the log (last position, hash and recorded time) lives in this
 //! thread's memory, so appends never read it back; `PRAGMA data_version`
@@ -54,6 +60,20 @@ impl Request {
         }
     }
 
+    /// Whether every way this request can be refused is found before it
+    /// writes anything, so that it needs no savepoint in a group. An append
+    /// to one stream checks its command id, event ids and expected version
+    /// first; a checkpoint is one statement, which SQLite undoes by itself
+    /// when it fails. Several streams (the second may conflict after the
+    /// first is written) and imports are checked event by event as they go.
+    fn refused_before_writing(&self) -> bool {
+        match self {
+            Request::Append { appends, .. } => appends.len() == 1,
+            Request::Import { .. } => false,
+            Request::SaveCheckpoint { .. } | Request::DeleteCheckpoint { .. } => true,
+        }
+    }
+
     fn fail(self, message: &str) -> Done {
         let err = || StoreError::Backend(message.to_owned());
         match self {
@@ -75,10 +95,14 @@ enum Done {
 
 impl Done {
     fn is_ok(&self) -> bool {
+        self.error().is_none()
+    }
+
+    fn error(&self) -> Option<&StoreError> {
         match self {
-            Done::Append(_, r) => r.is_ok(),
-            Done::Import(_, r) => r.is_ok(),
-            Done::Unit(_, r) => r.is_ok(),
+            Done::Append(_, r) => r.as_ref().err(),
+            Done::Import(_, r) => r.as_ref().err(),
+            Done::Unit(_, r) => r.as_ref().err(),
         }
     }
 
@@ -226,12 +250,32 @@ impl Writer {
         let mut done = Vec::with_capacity(group.len());
         let mut requests = group.into_iter();
         while let Some(request) = requests.next() {
-            let (result, savepoint) = self.run_in_savepoint(request);
-            done.push(result);
-            if let Err(e) = savepoint {
-                // The savepoint itself failed: the transaction is in an
-                // unknown state, so none of the group may commit.
-                let message = format!("ending the savepoint of a request: {e}");
+            let doomed = if request.refused_before_writing() {
+                let snapshot = self.head;
+                let result = self.execute(request);
+                // Refused before its first write, the request left nothing
+                // behind, unless SQLite itself gave up the transaction. Once
+                // it moved the head it had written: only the whole group can
+                // be undone.
+                let doomed = match result.error() {
+                    Some(e) if self.head != snapshot => {
+                        Some(format!("a request of the group failed after it had begun writing: {e}"))
+                    }
+                    Some(e) if self.conn.is_autocommit() => {
+                        Some(format!("a request of the group failed and SQLite ended the transaction: {e}"))
+                    }
+                    _ => None,
+                };
+                done.push(result);
+                doomed
+            } else {
+                let (result, savepoint) = self.run_in_savepoint(request);
+                done.push(result);
+                savepoint.err().map(|e| format!("ending the savepoint of a request: {e}"))
+            };
+            if let Some(message) = doomed {
+                // The transaction is in an unknown state, or holds a request's
+                // partial writes: none of the group may commit.
                 self.abandon(before, &message);
                 done.into_iter().for_each(|d| d.fail(&message));
                 requests.for_each(|r| r.fail(&message).send());

@@ -561,3 +561,75 @@ async fn opening_does_not_wait_for_another_writer() {
     assert_eq!(store.head_position().await.expect("head"), 3);
     other.execute_batch("COMMIT").expect("releasing the write lock");
 }
+
+/// A one-stream append runs without a savepoint of its own in a group: it is
+/// refused, if at all, before it writes. SQL that fails after it has begun
+/// writing (here a trigger makes the `streams` row of stream `doomed` fail,
+/// after its events went in) must leave nothing of it behind: alone, its
+/// transaction is rolled back; in a group, the whole group is, and every
+/// request of it is answered with the error. Whatever a request is told, the
+/// file agrees with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
+    const GOOD: usize = 12;
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let store = open(&path);
+    append_numbered(&*store, 1).await;
+    let other = rusqlite::Connection::open(&path).expect("opening a second connection");
+    other
+        .execute_batch(
+            "CREATE TRIGGER doomed BEFORE INSERT ON streams WHEN NEW.stream = 'doomed' \
+             BEGIN SELECT RAISE(ABORT, 'the test refuses this stream'); END;",
+        )
+        .expect("creating the trigger");
+    let doomed = || stream_append("doomed", ExpectedVersion::NoStream, new_events("doomed", 2));
+
+    // Alone in its transaction.
+    let alone = store.append(doomed()).await;
+    assert!(matches!(&alone, Err(e) if e.to_string().contains("the test refuses this stream")), "{alone:?}");
+    assert_eq!(store.head_position().await.expect("head_position failed"), 1);
+
+    // Queued behind a held write lock, so that it shares a group.
+    other.execute_batch("BEGIN IMMEDIATE").expect("taking the write lock");
+    let mut tasks = Vec::new();
+    for n in 0..GOOD {
+        let (good, stream) = (store.clone(), format!("good-{n}"));
+        let append = stream_append(&stream, ExpectedVersion::NoStream, new_events(&stream, 1));
+        tasks.push((stream, tokio::spawn(async move { good.append(append).await })));
+        if n == GOOD / 2 {
+            let bad = store.clone();
+            tasks.push(("doomed".to_owned(), tokio::spawn(async move { bad.append(doomed()).await })));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    other.execute_batch("ROLLBACK").expect("releasing the write lock");
+
+    let mut answered_ok = BTreeSet::new();
+    for (stream, task) in tasks {
+        match task.await.expect("an appending task panicked") {
+            Ok(outcome) => {
+                assert_eq!(outcome.stream, stream);
+                answered_ok.insert(stream);
+            }
+            Err(e) => assert!(e.to_string().contains("the test refuses this stream"), "{stream}: {e}"),
+        }
+    }
+    assert!(!answered_ok.contains("doomed"), "the doomed append was answered as written");
+    let stored: BTreeSet<String> = everything(&*store).await.into_iter().skip(1).map(|e| e.stream).collect();
+    assert_eq!(stored, answered_ok, "the file and the answers disagree");
+    for n in 0..GOOD {
+        let stream = format!("good-{n}");
+        let expected = store.stream_version(&stream).await.expect("stream_version failed");
+        assert_eq!(expected.is_some(), answered_ok.contains(&stream), "the version of {stream}");
+        // Refused or not, every good stream can be written now.
+        store
+            .append(stream_append(&stream, ExpectedVersion::from_current(expected), new_events(&stream, 1)))
+            .await
+            .expect("appending after the failed group");
+    }
+    assert_eq!(store.stream_version("doomed").await.expect("stream_version failed"), None);
+    let report = store.verify().await.expect("verify failed");
+    assert!(report.is_intact(), "the chain broke: {:?}", report.first_broken);
+    assert_eq!(report.checked, 1 + answered_ok.len() as u64 + GOOD as u64);
+}
