@@ -259,16 +259,22 @@ pub enum EntityRef {
 impl EntityRef {
     /// `kind:id`, the form the audit filter takes.
     pub fn label(&self) -> String {
-        match self {
-            EntityRef::Sku(x) => format!("sku:{x}"),
-            EntityRef::Account(x) => format!("account:{x}"),
-            EntityRef::Organization(x) => format!("organization:{x}"),
-            EntityRef::User(x) => format!("user:{x}"),
-            EntityRef::Group(x) => format!("group:{x}"),
-            EntityRef::Subscription(x) => format!("subscription:{x}"),
-            EntityRef::Recipient(x) => format!("recipient:{x}"),
-            EntityRef::Activity(x) => format!("activity:{x}"),
-        }
+        let (kind, id) = match self {
+            EntityRef::Sku(x) => ("sku", x.as_str()),
+            EntityRef::Account(x) => ("account", x.as_str()),
+            EntityRef::Organization(x) => ("organization", x.as_str()),
+            EntityRef::User(x) => ("user", x.as_str()),
+            EntityRef::Group(x) => ("group", x.as_str()),
+            EntityRef::Subscription(x) => ("subscription", x.as_str()),
+            EntityRef::Recipient(x) => ("recipient", x.as_str()),
+            EntityRef::Activity(x) => ("activity", x.as_str()),
+        };
+        // Built in one allocation: every audit entry labels its entities.
+        let mut label = String::with_capacity(kind.len() + 1 + id.len());
+        label.push_str(kind);
+        label.push(':');
+        label.push_str(id);
+        label
     }
 }
 
