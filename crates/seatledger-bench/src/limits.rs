@@ -77,6 +77,158 @@ pub fn rusqlite_loop(dir: &Path, n: usize, batch: usize, payload: &str) -> anyho
     Ok((rate, Percentiles::of(&mut lat)))
 }
 
+/// How [`rusqlite_streams`] lays out and writes its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamsShape {
+    /// The file as seatledger's store lays it out, and every statement its
+    /// writer runs for a single-event append: the command-id probe, the
+    /// event-id lookup, the stream's version, the INSERT of all fifteen
+    /// columns, the version update. Left out is what is seatledger's own:
+    /// the hash chain (the link is a constant), the codec, the channel to
+    /// a writer thread, the tasks.
+    Seatledger,
+    /// The least a one-row-per-event log can store: ids and the link as
+    /// BLOBs, the stream as a number, no `streams` table, and the INSERT
+    /// alone, with or without the `(stream, stream_version)` index that
+    /// reading a stream needs.
+    Compact { stream_index: bool },
+}
+
+impl StreamsShape {
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamsShape::Seatledger => "seatledger's schema and statements",
+            StreamsShape::Compact { stream_index: true } => "compact rows, INSERT only, with a (stream, version) index",
+            StreamsShape::Compact { stream_index: false } => "compact rows, INSERT only, no per-stream index",
+        }
+    }
+}
+
+/// The shape of 64 tasks appending one event each to streams of their own,
+/// as SQLite alone serves it: COMMITs of `per_commit` single-event appends
+/// spread round-robin over `streams` streams, on one plain rusqlite
+/// connection (WAL, `synchronous=FULL`), for `duration`. Returns events/s
+/// and per-COMMIT latency.
+pub fn rusqlite_streams(
+    dir: &Path,
+    duration: Duration,
+    streams: usize,
+    per_commit: usize,
+    shape: StreamsShape,
+    payload: &str,
+) -> anyhow::Result<(f64, Percentiles)> {
+    let path = dir.join(format!("raw-rusqlite-{streams}-streams.db"));
+    let mut conn = match shape {
+        StreamsShape::Seatledger => {
+            // The store lays the file out and closes it; the rest is plain SQL.
+            drop(crate::ledger::open(&path)?);
+            Connection::open(&path)?
+        }
+        StreamsShape::Compact { stream_index } => {
+            let conn = Connection::open(&path)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.execute_batch(&format!(
+                "CREATE TABLE events (position INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE, stream INTEGER NOT NULL,
+                   stream_version INTEGER NOT NULL, type TEXT NOT NULL, schema_version INTEGER NOT NULL,
+                   recorded_at_us INTEGER NOT NULL, effective_at_us INTEGER NOT NULL, actor TEXT NOT NULL,
+                   channel TEXT NOT NULL, correlation_id BLOB NOT NULL, causation_id BLOB, command_id BLOB,
+                   payload TEXT NOT NULL, hash BLOB NOT NULL{}) STRICT;
+                 CREATE INDEX events_by_command_id ON events (command_id) WHERE command_id IS NOT NULL;",
+                if stream_index { ", UNIQUE (stream, stream_version)" } else { "" }
+            ))?;
+            conn
+        }
+    };
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let names: Vec<String> = (0..streams).map(|s| format!("workspace-raw-{s}")).collect();
+    let mut lat = Vec::new();
+    let mut appended = 0usize;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let t = Instant::now();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        for _ in 0..per_commit {
+            let (stream, round) = (appended % streams, appended / streams);
+            appended += 1;
+            let position = i64::try_from(appended)?;
+            let (id, command) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+            match shape {
+                StreamsShape::Seatledger => seatledger_append(&tx, position, &names[stream], id, command, payload)?,
+                StreamsShape::Compact { .. } => {
+                    tx.prepare_cached(
+                        "INSERT INTO events (position, id, stream, stream_version, type, schema_version, \
+                         recorded_at_us, effective_at_us, actor, channel, correlation_id, causation_id, command_id, \
+                         payload, hash) VALUES (?1, ?2, ?3, ?4, 'ReservationMade', 1, ?5, ?5, 'ops@bench.example', \
+                         'portal', ?6, NULL, ?6, ?7, ?8)",
+                    )?
+                    .execute(rusqlite::params![
+                        position,
+                        &id.as_bytes()[..],
+                        i64::try_from(stream)?,
+                        i64::try_from(round)?,
+                        1_700_000_000_000_000 + position,
+                        &command.as_bytes()[..],
+                        payload,
+                        &[0u8; 32][..],
+                    ])?;
+                }
+            }
+        }
+        tx.commit()?;
+        lat.push(t.elapsed());
+    }
+    let rate = appended as f64 / start.elapsed().as_secs_f64();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
+    }
+    Ok((rate, Percentiles::of(&mut lat)))
+}
+
+/// The statements seatledger's SQLite writer runs for one single-event
+/// append, on its own schema (see `crates/seatledger-store-sqlite/src/writer.rs`).
+fn seatledger_append(
+    tx: &Connection,
+    position: i64,
+    stream: &str,
+    id: uuid::Uuid,
+    command: uuid::Uuid,
+    payload: &str,
+) -> anyhow::Result<()> {
+    use rusqlite::OptionalExtension;
+    let (id, command) = (id.to_string(), command.to_string());
+    let reused = tx.prepare_cached("SELECT 1 FROM events WHERE command_id = ?1 LIMIT 1")?.exists([&command])?;
+    let stored =
+        tx.prepare_cached("SELECT stream, stream_version, position FROM events WHERE id = ?1")?.exists([&id])?;
+    anyhow::ensure!(!reused && !stored, "a fresh uuid v7 was found in the file");
+    let current: Option<i64> = tx
+        .prepare_cached("SELECT version FROM streams WHERE stream = ?1")?
+        .query_row([stream], |row| row.get(0))
+        .optional()?;
+    let version = current.map_or(0, |v| v + 1);
+    tx.prepare_cached(
+        "INSERT INTO events (position, id, stream, stream_version, type, schema_version, recorded_at_us, \
+         effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash) \
+         VALUES (?1, ?2, ?3, ?4, 'ReservationMade', 1, ?5, ?5, 'ops@bench.example', 'portal', ?6, NULL, ?6, ?7, ?8)",
+    )?
+    .execute(rusqlite::params![
+        position,
+        id,
+        stream,
+        version,
+        1_700_000_000_000_000 + position,
+        command,
+        payload,
+        "0".repeat(64)
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO streams (stream, version) VALUES (?1, ?2) \
+         ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+    )?
+    .execute(rusqlite::params![stream, version])?;
+    Ok(())
+}
+
 /// The replay limit: read a JSON Lines export of stored events, decode each
 /// line with serde_json into the store's own `StoredEvent` (envelope typed,
 /// payload checked as JSON and kept as text), and fold a count per stream

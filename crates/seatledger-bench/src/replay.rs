@@ -210,6 +210,22 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
             result.events = c.events;
             result.seconds = c.seconds;
         }
+        // SQLite alone in the 64-appender shape:
+        // `child --mode raw64:seatledger|raw64:compact|raw64:noindex --path DIR`.
+        raw if raw.starts_with("raw64:") => {
+            use crate::limits::StreamsShape;
+            let shape = match &raw["raw64:".len()..] {
+                "seatledger" => StreamsShape::Seatledger,
+                "compact" => StreamsShape::Compact { stream_index: true },
+                "noindex" => StreamsShape::Compact { stream_index: false },
+                other => anyhow::bail!("unknown raw64 shape `{other}`"),
+            };
+            let payload = crate::ledger::reservation(0).payload;
+            let took = std::time::Duration::from_secs(5);
+            let (rate, _) = crate::limits::rusqlite_streams(db, took, 64, 32, shape, &payload)?;
+            result.seconds = took.as_secs_f64();
+            result.events = (rate * result.seconds) as u64;
+        }
         // For profiling single appends: `child --mode single --path NEW.db`.
         "single" => {
             let store = crate::ledger::open(db)?;
