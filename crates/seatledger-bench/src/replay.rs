@@ -1,7 +1,7 @@
 //! Histories in a SQLite store, and replaying them in a child process (so
 //! that the peak memory, VmHWM, is that one scenario's).
 
-use crate::report::peak_rss;
+use crate::report::{cpu_seconds, peak_rss};
 use anyhow::Context;
 use seatledger_app::decode_stored;
 use seatledger_app::invoicing::{fold_inputs, fold_known, AsOf};
@@ -79,6 +79,10 @@ pub struct ChildResult {
     pub events: u64,
     pub seconds: f64,
     pub peak_rss: u64,
+    /// CPU seconds of the whole child, every thread: in user space, and in
+    /// the kernel (mostly handing out fresh memory).
+    pub user_seconds: Option<f64>,
+    pub system_seconds: Option<f64>,
     /// `invoices`: the month computed, invoices made, accounts that could not
     /// be invoiced, and the compute time alone.
     pub invoices: Option<u64>,
@@ -135,6 +139,8 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
         events: 0,
         seconds: 0.0,
         peak_rss: 0,
+        user_seconds: None,
+        system_seconds: None,
         invoices: None,
         invoice_problems: None,
         compute_seconds: None,
@@ -237,7 +243,24 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
         other => anyhow::bail!("unknown child mode `{other}`"),
     }
     result.peak_rss = peak_rss().unwrap_or(0);
+    (result.user_seconds, result.system_seconds) = cpu_seconds().unzip();
     Ok(result)
+}
+
+/// Run the `fold` child `runs` times on `path` and keep the median run by
+/// rate, with every run's rate (the fold over many pools moves by up to
+/// 1.5× between identical runs with the kernel's time to hand out fresh
+/// memory; see docs/benchmarks.md).
+pub fn spawn_fold_median(path: &Path, runs: usize) -> anyhow::Result<(ChildResult, Vec<f64>)> {
+    let mut all = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        all.push(spawn_child("fold", path, None)?);
+    }
+    let rate = |r: &ChildResult| r.events as f64 / r.seconds;
+    let rates: Vec<f64> = all.iter().map(rate).collect();
+    all.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let median = all.swap_remove(all.len() / 2);
+    Ok((median, rates))
 }
 
 /// Run [`child`] in a fresh process of this binary and read its answer.

@@ -215,6 +215,31 @@ pub fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The CPU time this process has used so far, all its threads together:
+/// (user, system) seconds, from `/proc/self/stat`.
+pub fn cpu_seconds() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces; fields 14 and 15 (utime,
+    // stime, in clock ticks) are the 12th and 13th after its `)`.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let user: f64 = fields.next()?.parse().ok()?;
+    let system: f64 = fields.next()?.parse().ok()?;
+    let ticks = clock_ticks_per_second()?;
+    Some((user / ticks, system / ticks))
+}
+
+/// `AT_CLKTCK` from the auxiliary vector the kernel gave this process.
+fn clock_ticks_per_second() -> Option<f64> {
+    const AT_CLKTCK: u64 = 17;
+    let auxv = std::fs::read("/proc/self/auxv").ok()?;
+    auxv.chunks_exact(16).find_map(|pair| {
+        let key = u64::from_ne_bytes(pair[..8].try_into().ok()?);
+        let value = u64::from_ne_bytes(pair[8..].try_into().ok()?);
+        (key == AT_CLKTCK && value > 0).then_some(value as f64)
+    })
+}
+
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -222,6 +247,21 @@ pub fn mib(bytes: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_counts_what_this_process_spent() {
+        let (user_before, _) = cpu_seconds().expect("reading /proc/self/stat");
+        // Spin for a third of a second of wall time, which is user time.
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(300) {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+        let (user_after, system) = cpu_seconds().expect("reading /proc/self/stat");
+        let spent = user_after - user_before;
+        assert!((0.2..2.0).contains(&spent), "spinning 0.3 s counted {spent} s of user time");
+        assert!(system >= 0.0);
+    }
 
     #[test]
     fn numbers_read_well() {
