@@ -468,7 +468,7 @@ impl Writer {
         }
         event.position = self.head.position + 1;
         let link = chain::link(&self.head.hash, event);
-        event.hash = hex_link(&link);
+        event.hash = chain::to_hex(&link);
         let doing = || format!("inserting version {} of stream `{}`", event.stream_version, event.stream);
         let mut stmt = self
             .conn
@@ -519,10 +519,6 @@ impl Writer {
         self.head = Head { position: event.position, hash: link, recorded_at: Some(event.recorded_at) };
         Ok(())
     }
-}
-
-fn hex_link(link: &[u8; 32]) -> String {
-    hex::encode(link)
 }
 
 impl std::fmt::Debug for Writer {

