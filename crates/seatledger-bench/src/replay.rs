@@ -216,6 +216,16 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
             result.events = c.events;
             result.seconds = c.seconds;
         }
+        // SQLite alone, seatledger's statements, one append per COMMIT:
+        // `child --mode raw1 --path DIR`.
+        "raw1" => {
+            let payload = crate::ledger::reservation(0).payload;
+            let took = std::time::Duration::from_secs(5);
+            let shape = crate::limits::StreamsShape::Seatledger;
+            let (rate, _) = crate::limits::rusqlite_streams(db, took, 1, 1, shape, &payload)?;
+            result.seconds = took.as_secs_f64();
+            result.events = (rate * result.seconds) as u64;
+        }
         // SQLite alone in the 64-appender shape:
         // `child --mode raw64:seatledger|raw64:compact|raw64:noindex --path DIR`.
         raw if raw.starts_with("raw64:") => {
