@@ -590,17 +590,25 @@ async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
     assert!(matches!(&alone, Err(e) if e.to_string().contains("the test refuses this stream")), "{alone:?}");
     assert_eq!(store.head_position().await.expect("head_position failed"), 1);
 
-    // Queued behind a held write lock, so that it shares a group.
+    // Queued behind a held write lock, so that it shares a group: the
+    // writer takes what came first and waits for the lock with it; the
+    // doomed append and the good ones after it queue up behind, and the
+    // writer takes them all as its next group.
     other.execute_batch("BEGIN IMMEDIATE").expect("taking the write lock");
     let mut tasks = Vec::new();
-    for n in 0..GOOD {
+    let spawn_good = |n: usize, tasks: &mut Vec<_>| {
         let (good, stream) = (store.clone(), format!("good-{n}"));
         let append = stream_append(&stream, ExpectedVersion::NoStream, new_events(&stream, 1));
         tasks.push((stream, tokio::spawn(async move { good.append(append).await })));
-        if n == GOOD / 2 {
-            let bad = store.clone();
-            tasks.push(("doomed".to_owned(), tokio::spawn(async move { bad.append(doomed()).await })));
-        }
+    };
+    for n in 0..GOOD / 2 {
+        spawn_good(n, &mut tasks);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let bad = store.clone();
+    tasks.push(("doomed".to_owned(), tokio::spawn(async move { bad.append(doomed()).await })));
+    for n in GOOD / 2..GOOD {
+        spawn_good(n, &mut tasks);
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     other.execute_batch("ROLLBACK").expect("releasing the write lock");
@@ -616,6 +624,10 @@ async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
         }
     }
     assert!(!answered_ok.contains("doomed"), "the doomed append was answered as written");
+    // The good appends queued after it shared its group and its fate.
+    for n in GOOD / 2..GOOD {
+        assert!(!answered_ok.contains(&format!("good-{n}")), "good-{n} was committed with the doomed append's group");
+    }
     let stored: BTreeSet<String> = everything(&*store).await.into_iter().skip(1).map(|e| e.stream).collect();
     assert_eq!(stored, answered_ok, "the file and the answers disagree");
     for n in 0..GOOD {
