@@ -300,10 +300,9 @@ impl std::fmt::Display for Minute {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use chrono::{Datelike, Timelike};
         let t = self.0.naive_utc();
-        let Ok(year) = u32::try_from(t.year()) else { return self.0.format_with_items(MINUTE.iter()).fmt(f) };
-        if year > 9999 {
+        let Some(year) = u32::try_from(t.year()).ok().filter(|year| *year <= 9999) else {
             return self.0.format_with_items(MINUTE.iter()).fmt(f);
-        }
+        };
         let mut text = *b"0000-00-00 00:00";
         for (range, value) in
             [(0..4, year), (5..7, t.month()), (8..10, t.day()), (11..13, t.hour()), (14..16, t.minute())]

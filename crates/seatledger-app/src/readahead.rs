@@ -69,12 +69,13 @@ pub async fn visit_decoded(
     // Three stages on one task, each waiting on its own thread: rows read
     // on the store's threads, payloads decoded on a blocking thread, and
     // the fold here. Each hands pages to the next through a short queue.
-    let (rows_tx, mut rows_rx) = mpsc::channel::<Result<Vec<StoredEvent>, StoreError>>(1);
+    // A page of rows comes with whether it is the last one `until` needs.
+    let (rows_tx, mut rows_rx) = mpsc::channel::<Result<(Vec<StoredEvent>, bool), StoreError>>(1);
     let (pages_tx, mut pages_rx) = mpsc::channel::<Result<Page, StoreError>>(AHEAD);
     let reading = async move {
         let mut after = after;
         while !rows_tx.is_closed() {
-            let rows = match store.read_all(after, PAGE).await {
+            let mut rows = match store.read_all(after, PAGE).await {
                 Ok(rows) if rows.is_empty() => return,
                 Ok(rows) => rows,
                 Err(e) => {
@@ -83,10 +84,12 @@ pub async fn visit_decoded(
                     return;
                 }
             };
-            // A page that reaches past `until` is the last one needed.
-            let last_needed = rows.iter().any(|e| !until.admits(e));
             after = rows.last().map_or(after, |e| e.position);
-            if rows_tx.send(Ok(rows)).await.is_err() || last_needed {
+            // A page that reaches past `until` is cut there, and is the last.
+            let admitted = rows.iter().position(|e| !until.admits(e)).unwrap_or(rows.len());
+            let last_page = admitted < rows.len();
+            rows.truncate(admitted);
+            if rows_tx.send(Ok((rows, last_page))).await.is_err() || last_page {
                 return;
             }
         }
@@ -94,7 +97,7 @@ pub async fn visit_decoded(
     let decoding = async move {
         while let Some(rows) = rows_rx.recv().await {
             let page = match rows {
-                Ok(rows) => Ok(decode_page(rows, until).await),
+                Ok((rows, last_page)) => Ok(decode_page(rows, last_page).await),
                 Err(e) => Err(e),
             };
             let more = matches!(&page, Ok(p) if !p.last_page && p.error.is_none());
@@ -134,13 +137,9 @@ pub async fn visit_decoded(
     folded
 }
 
-/// Cut `stored` at the first event `until` does not admit and decode the
-/// rest on a blocking thread, stopping at the first payload that does not
-/// decode.
-async fn decode_page(mut stored: Vec<StoredEvent>, until: AsOf) -> Page {
-    let admitted = stored.iter().position(|e| !until.admits(e)).unwrap_or(stored.len());
-    let last_page = admitted < stored.len();
-    stored.truncate(admitted);
+/// Decode `stored` on a blocking thread, stopping at the first payload that
+/// does not decode.
+async fn decode_page(stored: Vec<StoredEvent>, last_page: bool) -> Page {
     let decoding = tokio::task::spawn_blocking(move || {
         let mut events = Vec::with_capacity(stored.len());
         for e in stored {

@@ -223,8 +223,8 @@ fn lat_extra(rate: f64, p: &Percentiles) -> serde_json::Value {
 const FOLD_RUNS: usize = 3;
 
 /// A fold row's runs and CPU time.
-fn fold_runs_text(median: &replay::ChildResult, rates: &[f64]) -> String {
-    let rates: Vec<String> = rates.iter().map(|r| num(*r)).collect();
+fn fold_runs_text(median: &replay::ChildResult, runs: &[replay::ChildResult]) -> String {
+    let rates: Vec<String> = runs.iter().map(|r| num(r.events as f64 / r.seconds)).collect();
     let cpu = match (median.user_seconds, median.system_seconds) {
         (Some(user), Some(system)) => format!("; its CPU: {user:.2} s user, {system:.2} s system"),
         _ => String::new(),
@@ -296,50 +296,32 @@ async fn run(
         );
     }
 
-    // What SQLite alone makes of the 64-appender shape: 32 single-event
-    // appends over 64 streams per COMMIT.
-    let mut raw64 = Vec::new();
-    for shape in [
-        limits::StreamsShape::Seatledger,
-        limits::StreamsShape::Compact { stream_index: true },
-        limits::StreamsShape::Compact { stream_index: false },
+    // What SQLite alone makes of seatledger's append shapes: one append per
+    // COMMIT, and 32 single-event appends over 64 streams per COMMIT.
+    let took = Duration::from_millis(if quick { 400 } else { 3_000 });
+    let mut alone = Vec::new();
+    for (streams, per_commit, shape) in [
+        (1, 1, limits::StreamsShape::Seatledger),
+        (64, 32, limits::StreamsShape::Seatledger),
+        (64, 32, limits::StreamsShape::Compact { stream_index: true }),
+        (64, 32, limits::StreamsShape::Compact { stream_index: false }),
     ] {
-        say(format!("limit: raw rusqlite over 64 streams, {}", shape.label()));
-        let took = Duration::from_millis(if quick { 400 } else { 3_000 });
-        let (rate, p) = limits::rusqlite_streams(&d, took, 64, 32, shape, &payload)?;
-        raw64.push(rate);
+        let what = if streams == 1 {
+            "one one-event append per COMMIT".to_owned()
+        } else {
+            format!("{per_commit} one-event appends over {streams} streams per COMMIT")
+        };
+        say(format!("limit: raw rusqlite, {what}, {}", shape.label()));
+        let (rate, p) = limits::rusqlite_streams(&d, took, streams, per_commit, shape, &payload)?;
+        alone.push(rate);
+        let latency = if per_commit == 1 { p.text() } else { format!("per commit: {}", p.text()) };
         rows.push(
-            Row::info(
-                "limit",
-                format!("raw rusqlite, 32 one-event appends over 64 streams per COMMIT: {}", shape.label()),
-                rate,
-                "events/s",
-            )
-            .detail(format!("per commit: {}", p.text()))
-            .extra(lat_extra(rate, &p)),
+            Row::info("limit", format!("raw rusqlite, {what}: {}", shape.label()), rate, "events/s")
+                .detail(latency)
+                .extra(lat_extra(rate, &p)),
         );
     }
-
-    // And the single append: one append per COMMIT, seatledger's statements.
-    say("limit: raw rusqlite, seatledger's statements, one append per COMMIT");
-    let (sql1_ours, sql1_ours_p) = limits::rusqlite_streams(
-        &d,
-        Duration::from_millis(if quick { 400 } else { 3_000 }),
-        1,
-        1,
-        limits::StreamsShape::Seatledger,
-        &payload,
-    )?;
-    rows.push(
-        Row::info(
-            "limit",
-            "raw rusqlite, one one-event append per COMMIT: seatledger's schema and statements",
-            sql1_ours,
-            "events/s",
-        )
-        .detail(sql1_ours_p.text())
-        .extra(lat_extra(sql1_ours, &sql1_ours_p)),
-    );
+    let (sql1_ours, raw64) = (alone[0], &alone[1..]);
 
     // ---- 2. seatledger appends.
     let store = ledger::open(&d.join("appends.db"))?;
@@ -661,10 +643,8 @@ async fn run(
         let h = replay::build(&format!("{months} months"), params, &db).await?;
         // Peak memory moves by about a tenth between identical runs (which
         // 2 MiB pages the allocator happens to touch): the median of three.
-        let mut peaks = Vec::with_capacity(FOLD_RUNS);
-        for _ in 0..FOLD_RUNS {
-            peaks.push(replay::spawn_child("fold", &db, None)?.peak_rss);
-        }
+        let (_, runs) = replay::spawn_fold_median(&db, FOLD_RUNS)?;
+        let mut peaks: Vec<u64> = runs.iter().map(|r| r.peak_rss).collect();
         peaks.sort_unstable();
         memory.push((months, h.load.events, peaks[peaks.len() / 2]));
         std::fs::remove_file(&db).ok();

@@ -218,27 +218,21 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
         }
         // SQLite alone, seatledger's statements, one append per COMMIT:
         // `child --mode raw1 --path DIR`.
-        "raw1" => {
-            let payload = crate::ledger::reservation(0).payload;
-            let took = std::time::Duration::from_secs(5);
-            let shape = crate::limits::StreamsShape::Seatledger;
-            let (rate, _) = crate::limits::rusqlite_streams(db, took, 1, 1, shape, &payload)?;
-            result.seconds = took.as_secs_f64();
-            result.events = (rate * result.seconds) as u64;
-        }
-        // SQLite alone in the 64-appender shape:
+        // SQLite alone: `child --mode raw1 --path DIR` (one append per COMMIT,
+        // seatledger's statements), or in the 64-appender shape
         // `child --mode raw64:seatledger|raw64:compact|raw64:noindex --path DIR`.
-        raw if raw.starts_with("raw64:") => {
+        raw if raw == "raw1" || raw.starts_with("raw64:") => {
             use crate::limits::StreamsShape;
-            let shape = match &raw["raw64:".len()..] {
-                "seatledger" => StreamsShape::Seatledger,
-                "compact" => StreamsShape::Compact { stream_index: true },
-                "noindex" => StreamsShape::Compact { stream_index: false },
-                other => anyhow::bail!("unknown raw64 shape `{other}`"),
+            let (streams, per_commit, shape) = match raw {
+                "raw1" => (1, 1, StreamsShape::Seatledger),
+                "raw64:seatledger" => (64, 32, StreamsShape::Seatledger),
+                "raw64:compact" => (64, 32, StreamsShape::Compact { stream_index: true }),
+                "raw64:noindex" => (64, 32, StreamsShape::Compact { stream_index: false }),
+                other => anyhow::bail!("unknown raw shape `{other}`"),
             };
             let payload = crate::ledger::reservation(0).payload;
             let took = std::time::Duration::from_secs(5);
-            let (rate, _) = crate::limits::rusqlite_streams(db, took, 64, 32, shape, &payload)?;
+            let (rate, _) = crate::limits::rusqlite_streams(db, took, streams, per_commit, shape, &payload)?;
             result.seconds = took.as_secs_f64();
             result.events = (rate * result.seconds) as u64;
         }
@@ -257,20 +251,17 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
     Ok(result)
 }
 
-/// Run the `fold` child `runs` times on `path` and keep the median run by
-/// rate, with every run's rate (the fold over many pools moves by up to
+/// Run the `fold` child `runs` times on `path`: the median run by rate, and
+/// every run in the order they ran (the fold over many pools moves by up to
 /// 1.5× between identical runs with the kernel's time to hand out fresh
 /// memory; see docs/benchmarks.md).
-pub fn spawn_fold_median(path: &Path, runs: usize) -> anyhow::Result<(ChildResult, Vec<f64>)> {
-    let mut all = Vec::with_capacity(runs);
-    for _ in 0..runs.max(1) {
-        all.push(spawn_child("fold", path, None)?);
-    }
+pub fn spawn_fold_median(path: &Path, runs: usize) -> anyhow::Result<(ChildResult, Vec<ChildResult>)> {
+    let all = (0..runs.max(1)).map(|_| spawn_child("fold", path, None)).collect::<anyhow::Result<Vec<_>>>()?;
     let rate = |r: &ChildResult| r.events as f64 / r.seconds;
-    let rates: Vec<f64> = all.iter().map(rate).collect();
-    all.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
-    let median = all.swap_remove(all.len() / 2);
-    Ok((median, rates))
+    let mut by_rate: Vec<&ChildResult> = all.iter().collect();
+    by_rate.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    let median = by_rate[by_rate.len() / 2].clone();
+    Ok((median, all))
 }
 
 /// Run [`child`] in a fresh process of this binary and read its answer.

@@ -224,6 +224,14 @@ impl Workspace {
         self
     }
 
+    /// Remember a one-off activity's id, unless this is a read-side copy
+    /// (the id is then not even formatted).
+    fn remember_activity(&mut self, id: impl FnOnce() -> String) {
+        if self.keeps_activity_ids {
+            self.activity_ids.insert(id());
+        }
+    }
+
     /// A workspace exists from its `WorkspaceCreated` event on.
     pub fn evolve(state: Option<Workspace>, event: &Event) -> Option<Workspace> {
         match (state, event) {
@@ -424,14 +432,10 @@ impl Workspace {
                 });
             }
             Event::ReservationMade { reservation, .. } => {
-                if self.keeps_activity_ids {
-                    self.activity_ids.insert(format!("reservation/{reservation}"));
-                }
+                self.remember_activity(|| format!("reservation/{reservation}"));
             }
             Event::RecurringReservationOccurred { series, user, occurs_on } => {
-                if self.keeps_activity_ids {
-                    self.activity_ids.insert(format!("series/{series}/{user}/{occurs_on}"));
-                }
+                self.remember_activity(|| format!("series/{series}/{user}/{occurs_on}"));
             }
             Event::MembershipStarted { membership, user, starts_on, ends_on } => {
                 self.memberships.insert(
@@ -445,9 +449,7 @@ impl Workspace {
                 }
             }
             Event::PunchPassUsed { use_id, .. } => {
-                if self.keeps_activity_ids {
-                    self.activity_ids.insert(format!("punch/{use_id}"));
-                }
+                self.remember_activity(|| format!("punch/{use_id}"));
             }
             Event::ProductDefined { .. }
             | Event::PriceSet { .. }

@@ -31,8 +31,7 @@
 //! writer's connection is the last to close and SQLite folds the whole WAL
 //! back into the file and deletes it.
 
-use crate::rows::Context;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use seatledger_store::StoreError;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -86,14 +85,8 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     /// Open a connection of its own to `path` and start the thread.
     pub(crate) fn start(path: &Path, counters: Arc<CheckpointCounters>) -> Result<Self, StoreError> {
+        let conn = crate::schema::open_checkpointer(path)?;
         let shown = path.display();
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).context(|| format!("opening `{shown}` to checkpoint"))?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .context(|| format!("setting synchronous=FULL on the checkpointer of `{shown}`"))?;
-        // Its own commits (it makes none) must not checkpoint either.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .context(|| format!("turning automatic checkpoints off for the checkpointer of `{shown}`"))?;
         let (nudge, nudged) = sync_channel(1);
         let theirs = Arc::clone(&counters);
         let thread = std::thread::Builder::new()

@@ -86,9 +86,26 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     // Checkpoints run on their own thread (`checkpointer`), not inside the
     // writer's commits.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
-        .context(|| format!("turning automatic checkpoints off for the writer of `{shown}`"))?;
+    no_automatic_checkpoints(&conn, "writer", path)?;
     Ok(conn)
+}
+
+/// Open the checkpointer thread's connection to a file [`open_writer`] has
+/// set up: read-write, `synchronous=FULL` like every checkpoint SQLite runs,
+/// and no automatic checkpoints of its own (it commits nothing anyway).
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let shown = path.display();
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).context(|| format!("opening `{shown}` to checkpoint"))?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .context(|| format!("setting synchronous=FULL on the checkpointer of `{shown}`"))?;
+    no_automatic_checkpoints(&conn, "checkpointer", path)?;
+    Ok(conn)
+}
+
+fn no_automatic_checkpoints(conn: &Connection, who: &str, path: &Path) -> Result<(), StoreError> {
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .context(|| format!("turning automatic checkpoints off for the {who} of `{}`", path.display()))
 }
 
 /// Open a read-only connection to a file [`open_writer`] has set up.

@@ -250,29 +250,12 @@ impl Writer {
         let mut done = Vec::with_capacity(group.len());
         let mut requests = group.into_iter();
         while let Some(request) = requests.next() {
-            let doomed = if request.refused_before_writing() {
-                let snapshot = self.head;
-                let result = self.execute(request);
-                // Refused before its first write, the request left nothing
-                // behind, unless SQLite itself gave up the transaction. Once
-                // it moved the head it had written: only the whole group can
-                // be undone.
-                let doomed = match result.error() {
-                    Some(e) if self.head != snapshot => {
-                        Some(format!("a request of the group failed after it had begun writing: {e}"))
-                    }
-                    Some(e) if self.conn.is_autocommit() => {
-                        Some(format!("a request of the group failed and SQLite ended the transaction: {e}"))
-                    }
-                    _ => None,
-                };
-                done.push(result);
-                doomed
+            let (result, doomed) = if request.refused_before_writing() {
+                self.run_unguarded(request)
             } else {
-                let (result, savepoint) = self.run_in_savepoint(request);
-                done.push(result);
-                savepoint.err().map(|e| format!("ending the savepoint of a request: {e}"))
+                self.run_in_savepoint(request)
             };
+            done.push(result);
             if let Some(message) = doomed {
                 // The transaction is in an unknown state, or holds a request's
                 // partial writes: none of the group may commit.
@@ -345,13 +328,33 @@ impl Writer {
         self.head = before;
     }
 
-    /// Run one request inside its own savepoint. The second half is an
-    /// error only when the savepoint could not be opened, released or rolled
-    /// back, which dooms the whole group.
-    fn run_in_savepoint(&mut self, request: Request) -> (Done, Result<(), StoreError>) {
+    /// Run one request that is refused, if at all, before it writes (see
+    /// [`Request::refused_before_writing`]). The second half says why the
+    /// whole group must be rolled back, when it must: the request failed
+    /// after it had begun writing (it moved the head), or SQLite itself
+    /// ended the transaction.
+    fn run_unguarded(&mut self, request: Request) -> (Done, Option<String>) {
+        let snapshot = self.head;
+        let done = self.execute(request);
+        let doomed = match done.error() {
+            Some(e) if self.head != snapshot => {
+                Some(format!("a request of the group failed after it had begun writing: {e}"))
+            }
+            Some(e) if self.conn.is_autocommit() => {
+                Some(format!("a request of the group failed and SQLite ended the transaction: {e}"))
+            }
+            _ => None,
+        };
+        (done, doomed)
+    }
+
+    /// Run one request inside its own savepoint. The second half says why
+    /// the whole group must be rolled back, when the savepoint could not be
+    /// opened, released or rolled back.
+    fn run_in_savepoint(&mut self, request: Request) -> (Done, Option<String>) {
         if let Err(e) = exec(&self.conn, "SAVEPOINT request") {
             let message = e.to_string();
-            return (request.fail(&message), Err(e));
+            return (request.fail(&message), Some(format!("opening the savepoint of a request: {message}")));
         }
         let snapshot = self.head;
         let done = self.execute(request);
@@ -361,7 +364,7 @@ impl Writer {
             self.head = snapshot;
             exec(&self.conn, "ROLLBACK TO request").and_then(|()| exec(&self.conn, "RELEASE request"))
         };
-        (done, ended)
+        (done, ended.err().map(|e| format!("ending the savepoint of a request: {e}")))
     }
 
     fn execute(&mut self, request: Request) -> Done {

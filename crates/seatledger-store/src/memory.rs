@@ -146,7 +146,7 @@ impl<'a> Staging<'a> {
         assert_eq!(event.stream_version, expected_version, "stream `{}` would get a version gap", event.stream);
         event.position = position;
         let link = chain::link(&self.head.hash, &event);
-        event.hash = crate::chain::to_hex(&link);
+        event.hash = chain::to_hex(&link);
         self.head = Head { position, hash: link, recorded_at: Some(event.recorded_at) };
         self.stream_versions.insert(event.stream.clone(), event.stream_version);
         if let Some(command_id) = event.metadata.command_id {
