@@ -645,3 +645,64 @@ async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
     assert!(report.is_intact(), "the chain broke: {:?}", report.first_broken);
     assert_eq!(report.checked, 1 + answered_ok.len() as u64 + GOOD as u64);
 }
+
+/// The writer looks an event id or a command id up only when it is not above
+/// the greatest one stored (lever 18 in docs/benchmarks.md). Ids another
+/// store wrote after this writer last looked, and ids that sort below the
+/// greatest, must still be found: a retry is deduplicated and a reused id
+/// refused, never stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_and_command_ids_are_found_whoever_wrote_them_and_however_they_sort() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let first = open(&path);
+    let second = open(&path);
+    first.append(stream_append("a", ExpectedVersion::NoStream, new_events("a", 1))).await.expect("the first append");
+
+    // Newer ids, written by the other store: with a command id, and without.
+    let command_id = Uuid::now_v7();
+    let commanded = with_command(new_events("b", 2), command_id);
+    let original = second
+        .append(stream_append("b", ExpectedVersion::NoStream, commanded.clone()))
+        .await
+        .expect("the other store's append with a command id");
+    let plain = new_events("c", 1);
+    let original_plain =
+        second.append(stream_append("c", ExpectedVersion::NoStream, plain.clone())).await.expect("the plain append");
+    // Command ids have no unique index behind them: a reuse that was not
+    // looked up would be stored silently.
+    match first
+        .append(stream_append("f", ExpectedVersion::NoStream, with_command(new_events("f", 1), command_id)))
+        .await
+    {
+        Err(StoreError::CommandIdReused { stream, .. }) if stream == "b" => {}
+        other => panic!("a command id the other store wrote was reused on another stream: {other:?}"),
+    }
+    let retry = first
+        .append(stream_append("b", ExpectedVersion::NoStream, commanded))
+        .await
+        .expect("retrying by command id through the first store");
+    assert_eq!(retry, seatledger_store::AppendOutcome { deduplicated: true, ..original });
+    let retry = first
+        .append(stream_append("c", ExpectedVersion::NoStream, plain))
+        .await
+        .expect("retrying by event id through the first store");
+    assert_eq!(retry, seatledger_store::AppendOutcome { deduplicated: true, ..original_plain });
+
+    // An id far below every uuid v7: stored, deduplicated on retry, and
+    // refused on another stream.
+    let mut low = new_event(r#"{"low":true}"#);
+    low.id = Uuid::from_u128(7);
+    let stored =
+        first.append(stream_append("d", ExpectedVersion::NoStream, vec![low.clone()])).await.expect("a low id");
+    let again =
+        first.append(stream_append("d", ExpectedVersion::NoStream, vec![low.clone()])).await.expect("a low id again");
+    assert_eq!(again, seatledger_store::AppendOutcome { deduplicated: true, ..stored });
+    match first.append(stream_append("e", ExpectedVersion::NoStream, vec![low])).await {
+        Err(StoreError::DuplicateEventId { .. }) => {}
+        other => panic!("a low id reused on another stream was not refused: {other:?}"),
+    }
+    assert_eq!(first.head_position().await.expect("head_position failed"), 5, "an id was stored twice");
+    let report = first.verify().await.expect("verify failed");
+    assert!(report.is_intact(), "the chain broke: {:?}", report.first_broken);
+}
