@@ -150,7 +150,7 @@ pub fn entry(r: &Recorded<'_>) -> AuditEntry {
         event_id: r.id,
         stream: r.stream.name(),
         stream_version: r.stream_version,
-        workspace: r.stream.workspace().map(ToString::to_string),
+        workspace: r.stream.workspace().map(|w| w.as_str().to_owned()),
         event_type: r.event_type.to_owned(),
         recorded_at: r.recorded_at,
         effective_at: r.effective_at,

@@ -216,8 +216,6 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
             result.events = c.events;
             result.seconds = c.seconds;
         }
-        // SQLite alone, seatledger's statements, one append per COMMIT:
-        // `child --mode raw1 --path DIR`.
         // SQLite alone: `child --mode raw1 --path DIR` (one append per COMMIT,
         // seatledger's statements), or in the 64-appender shape
         // `child --mode raw64:seatledger|raw64:compact|raw64:noindex --path DIR`.

@@ -44,9 +44,20 @@ macro_rules! text_id {
     };
 }
 
+/// One byte an id may hold; all of them are ASCII.
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'@')
+}
+
 fn check_id(text: &str, what: &'static str) -> Result<(), InvalidValue> {
     if text.is_empty() {
         return Err(InvalidValue::new(what, "must not be empty"));
+    }
+    // Every id of every decoded event passes here: when all bytes are
+    // allowed (so ASCII, one byte a character), the length in bytes is the
+    // length in characters and no `char` needs decoding.
+    if text.len() <= MAX_ID_CHARS && text.bytes().all(is_id_byte) {
+        return Ok(());
     }
     if text.chars().count() > MAX_ID_CHARS {
         return Err(InvalidValue::new(what, format!("{text:?} is longer than {MAX_ID_CHARS} characters")));
@@ -116,5 +127,16 @@ mod tests {
         assert!(UserId::new("a".repeat(65)).unwrap_err().to_string().contains("longer than 64"));
         let err = Sku::new("hy brid").unwrap_err().to_string();
         assert!(err.contains("' '"), "{err}");
+    }
+
+    #[test]
+    fn the_length_limit_counts_characters_and_comes_before_the_alphabet() {
+        assert!(UserId::new("a".repeat(64)).is_ok());
+        // 64 characters, 65 bytes: refused for the character, not the length.
+        let err = UserId::new(format!("{}é", "a".repeat(63))).unwrap_err().to_string();
+        assert!(err.contains("'é'") && !err.contains("longer"), "{err}");
+        // Too long and with an odd character: the length is named first.
+        let err = UserId::new(format!("{} ", "a".repeat(64))).unwrap_err().to_string();
+        assert!(err.contains("longer than 64"), "{err}");
     }
 }
