@@ -17,9 +17,9 @@
 //! can be refused after writing and run inside a SAVEPOINT of their own.
 //!
 //! The head of the log (last position, hash and recorded time, and the
-//! greatest event and command ids) lives in this thread's memory, so appends
-//! never read it back, and an id above the greatest is known to be new
-//! without a lookup; `PRAGMA data_version` tells when another process has
+//! greatest uuid v7 event and command ids) lives in this thread's memory, so
+//! appends never read it back, and a v7 id above the greatest is known to be
+//! new without a lookup; `PRAGMA data_version` tells when another process has
 //! written to the file, and only then is it reloaded.
 
 use crate::checkpointer::Checkpointer;
@@ -136,30 +136,44 @@ pub(crate) struct Counters {
 }
 
 /// The head of the global log: what the next event links to, and the
-/// greatest ids the log holds.
+/// greatest uuid v7 ids the log holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Head {
     pub(crate) position: u64,
     pub(crate) hash: [u8; 32],
     pub(crate) recorded_at: Option<DateTime<Utc>>,
-    /// The greatest event id and command id stored. The ids are stored as
-    /// lowercase hyphenated text, whose byte order is the uuids' own, so an
-    /// id above these is not in the file and needs no lookup: uuid v7 ids,
-    /// which the application draws, nearly always are (lever 18 in
-    /// docs/benchmarks.md). `None` when no id is stored.
-    pub(crate) newest_event_id: Option<Uuid>,
-    pub(crate) newest_command_id: Option<Uuid>,
+    /// The greatest uuid v7 event id and command id stored, or a bound above
+    /// them (`None`: no v7 id is stored). The application draws v7 ids, which
+    /// grow with time, so a new one is nearly always above these and then
+    /// needs no lookup: a stored id equal to it would be a v7 id too, and no
+    /// greater (lever 18 in docs/benchmarks.md). Ids of other versions (the
+    /// hashed ids of automatic top-ups, imported v4 ids) are always looked
+    /// up, and never move these bounds.
+    pub(crate) newest_v7_event_id: Option<Uuid>,
+    pub(crate) newest_v7_command_id: Option<Uuid>,
 }
 
 impl Head {
     /// Whether an event with this id may be stored already.
     fn may_hold_event(&self, id: Uuid) -> bool {
-        self.newest_event_id.is_some_and(|newest| id <= newest)
+        may_hold(self.newest_v7_event_id, id)
     }
 
     /// Whether events with this command id may be stored already.
     fn may_hold_command(&self, id: Uuid) -> bool {
-        self.newest_command_id.is_some_and(|newest| id <= newest)
+        may_hold(self.newest_v7_command_id, id)
+    }
+}
+
+fn may_hold(newest_v7: Option<Uuid>, id: Uuid) -> bool {
+    id.get_version_num() != 7 || newest_v7.is_some_and(|newest| id <= newest)
+}
+
+/// `newest` moved on to `id` if `id` is a greater v7 id.
+fn newest_v7(newest: Option<Uuid>, id: Option<Uuid>) -> Option<Uuid> {
+    match id {
+        Some(id) if id.get_version_num() == 7 => newest.max(Some(id)),
+        _ => newest,
     }
 }
 
@@ -176,8 +190,8 @@ pub(crate) fn load_head(conn: &Connection) -> Result<Head, StoreError> {
             position: 0,
             hash: chain::GENESIS,
             recorded_at: None,
-            newest_event_id: None,
-            newest_command_id: None,
+            newest_v7_event_id: None,
+            newest_v7_command_id: None,
         });
     };
     let position = crate::rows::from_sql_int(position, "the last position")?;
@@ -191,22 +205,40 @@ pub(crate) fn load_head(conn: &Connection) -> Result<Head, StoreError> {
         position,
         hash,
         recorded_at: Some(recorded_at),
-        // Both are the last entry of an index: one descent each.
-        newest_event_id: newest_id(conn, "SELECT MAX(id) FROM events", "event id")?,
-        newest_command_id: newest_id(
+        newest_v7_event_id: greatest_v7(conn, "SELECT id FROM events ORDER BY id DESC", "event ids")?,
+        newest_v7_command_id: greatest_v7(
             conn,
-            "SELECT MAX(command_id) FROM events WHERE command_id IS NOT NULL",
-            "command id",
+            "SELECT command_id FROM events WHERE command_id IS NOT NULL ORDER BY command_id DESC",
+            "command ids",
         )?,
     })
 }
 
-/// The greatest id a `MAX(...)` query finds; one that is not a uuid means
-/// the file was changed by something else, and the store refuses to append.
-fn newest_id(conn: &Connection, sql: &str, what: &str) -> Result<Option<Uuid>, StoreError> {
-    let newest: Option<String> =
-        conn.query_row(sql, [], |row| row.get(0)).context(|| format!("reading the greatest {what}"))?;
-    newest.map(|text| crate::rows::parse_uuid(&text, format_args!("the greatest {what}"))).transpose()
+/// Index entries [`greatest_v7`] reads at most before it settles for "look
+/// every id up".
+const GREATEST_V7_SCAN: usize = 100_000;
+
+/// The greatest uuid v7 id among those `sql` lists in descending order (an
+/// index, read from its end): the first that is a v7 id written as the store
+/// writes ids. Entries above it (ids of other versions, which sort above
+/// today's v7 ids nearly always, or text the store did not write) are
+/// skipped; after [`GREATEST_V7_SCAN`] of them the bound is the greatest
+/// uuid, so every id is looked up, as before lever 18.
+fn greatest_v7(conn: &Connection, sql: &str, what: &str) -> Result<Option<Uuid>, StoreError> {
+    let doing = || format!("reading the greatest {what}");
+    let mut stmt = conn.prepare(sql).context(doing)?;
+    let mut rows = stmt.query([]).context(doing)?;
+    let mut buffer = Uuid::encode_buffer();
+    for _ in 0..GREATEST_V7_SCAN {
+        let Some(row) = rows.next().context(doing)? else { return Ok(None) };
+        let Ok(text) = row.get_ref(0).context(doing)?.as_str() else { continue };
+        if let Ok(id) = Uuid::parse_str(text) {
+            if id.get_version_num() == 7 && uuid_str(id, &mut buffer) == text {
+                return Ok(Some(id));
+            }
+        }
+    }
+    Ok(Some(Uuid::max()))
 }
 
 fn data_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -241,8 +273,11 @@ impl Writer {
         watch: Arc<watch::Sender<u64>>,
         counters: Arc<Counters>,
     ) -> Result<Self, StoreError> {
-        let head = load_head(&conn)?;
+        // The version first: a commit by another process between the two
+        // reads then shows as a new version at the first BEGIN, and the head
+        // is read again.
         let data_version = data_version(&conn)?;
+        let head = load_head(&conn)?;
         Ok(Self { checkpointer, conn, clock, head, data_version, watch, counters })
     }
 
@@ -583,8 +618,8 @@ fn insert_event(stmt: &mut CachedStatement<'_>, head: &mut Head, event: &mut Sto
         position: event.position,
         hash: link,
         recorded_at: Some(event.recorded_at),
-        newest_event_id: head.newest_event_id.max(Some(event.id)),
-        newest_command_id: head.newest_command_id.max(event.metadata.command_id),
+        newest_v7_event_id: newest_v7(head.newest_v7_event_id, Some(event.id)),
+        newest_v7_command_id: newest_v7(head.newest_v7_command_id, event.metadata.command_id),
     };
     Ok(())
 }

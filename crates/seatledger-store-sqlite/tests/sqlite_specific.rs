@@ -702,7 +702,57 @@ async fn event_and_command_ids_are_found_whoever_wrote_them_and_however_they_sor
         Err(StoreError::DuplicateEventId { .. }) => {}
         other => panic!("a low id reused on another stream was not refused: {other:?}"),
     }
-    assert_eq!(first.head_position().await.expect("head_position failed"), 5, "an id was stored twice");
+
+    // A hashed (version 8) command id, as automatic top-ups use, sorts above
+    // every v7 id today: it is looked up all the same, and v7 ids after it
+    // still are when they must be.
+    let hashed = uuid::Builder::from_custom_bytes([0xfe; 16]).into_uuid();
+    first
+        .append(stream_append("g", ExpectedVersion::NoStream, with_command(new_events("g", 1), hashed)))
+        .await
+        .expect("an append with a hashed command id");
+    match first.append(stream_append("h", ExpectedVersion::NoStream, with_command(new_events("h", 1), hashed))).await {
+        Err(StoreError::CommandIdReused { stream, .. }) if stream == "g" => {}
+        other => panic!("a hashed command id reused on another stream was not refused: {other:?}"),
+    }
+    let later = Uuid::now_v7();
+    first
+        .append(stream_append("i", ExpectedVersion::NoStream, with_command(new_events("i", 1), later)))
+        .await
+        .expect("a v7 command id after a hashed one");
+    match first.append(stream_append("j", ExpectedVersion::NoStream, with_command(new_events("j", 1), later))).await {
+        Err(StoreError::CommandIdReused { stream, .. }) if stream == "i" => {}
+        other => panic!("a v7 command id reused after a hashed one was not refused: {other:?}"),
+    }
+    assert_eq!(first.head_position().await.expect("head_position failed"), 7, "an id was stored twice");
     let report = first.verify().await.expect("verify failed");
     assert!(report.is_intact(), "the chain broke: {:?}", report.first_broken);
+}
+
+/// Text the store did not write at the top of an id index (a uuid respelled
+/// as a URN sorts above every id the store writes; so does text that is no
+/// uuid at all) neither stops the store opening nor hides the ids below it
+/// from the lookups.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_the_store_did_not_write_hide_none_of_those_it_did() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let (older, newer) = (Uuid::now_v7(), Uuid::now_v7());
+    {
+        let store = open(&path);
+        for (stream, command) in [("a", older), ("b", newer)] {
+            store
+                .append(stream_append(stream, ExpectedVersion::NoStream, with_command(new_events(stream, 1), command)))
+                .await
+                .expect("an append");
+        }
+    }
+    tamper(&path, &format!("UPDATE events SET command_id = 'urn:uuid:{older}' WHERE stream = 'a'"));
+    tamper(&path, "UPDATE events SET id = 'zz-not-a-uuid' WHERE stream = 'a'");
+    let store = open(&path);
+    match store.append(stream_append("c", ExpectedVersion::NoStream, with_command(new_events("c", 1), newer))).await {
+        Err(StoreError::CommandIdReused { stream, .. }) if stream == "b" => {}
+        other => panic!("a command id below respelled text was reused on another stream: {other:?}"),
+    }
+    assert_eq!(store.head_position().await.expect("head_position failed"), 2, "a reused command id was stored");
 }
