@@ -6,14 +6,13 @@
 
 use crate::handler::{AppError, CommandHandler, CommandMeta, HandleOutcome};
 use crate::ids::IdSource;
-use crate::readahead::{visit_decoded, ReadError, Visit};
+use crate::readahead::{fold_decoded, ReadError};
 use chrono::{DateTime, Utc};
 use seatledger_codec::encode;
 use seatledger_domain::*;
 use seatledger_projections::invoice::{account_invoice, workspace_invoices, InvoiceInputs, InvoiceProblem};
 use seatledger_store::{EventStore, MemoryStore, StoreError, StoredEvent, MAX_READ_COUNT};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Which events count: what the ledger knew at a point.
@@ -75,23 +74,7 @@ pub async fn fold_known_after(
     as_of: AsOf,
     projections: &mut [&mut dyn seatledger_projections::Projection],
 ) -> Result<u64, InvoicingError> {
-    let complete = |projections: &[&mut dyn seatledger_projections::Projection]| {
-        !projections.is_empty() && projections.iter().all(|p| p.is_complete())
-    };
-    let folded = visit_decoded(store, after, as_of, |visit| {
-        if let Visit::Event { decoded: Some(decoded), .. } = visit {
-            let recorded = decoded.recorded();
-            for p in projections.iter_mut() {
-                p.apply(&recorded);
-            }
-        }
-        if matches!(visit, Visit::Event { .. }) && complete(projections) {
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    })
-    .await?;
-    Ok(folded)
+    Ok(fold_decoded(store, after, as_of, projections).await?)
 }
 
 impl From<ReadError> for InvoicingError {

@@ -14,8 +14,10 @@
 
 use crate::decode::{decode_stored, DecodedEvent};
 use crate::invoicing::AsOf;
+use seatledger_projections::Projection;
 use seatledger_store::{EventStore, StoreError, StoredEvent};
 use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Events read and decoded per step of the pipeline.
@@ -66,12 +68,203 @@ pub async fn visit_decoded(
     until: AsOf,
     mut visit: impl FnMut(Visit<'_>) -> ControlFlow<()>,
 ) -> Result<u64, ReadError> {
-    // Three stages on one task, each waiting on its own thread: rows read
-    // on the store's threads, payloads decoded on a blocking thread, and
-    // the fold here. Each hands pages to the next through a short queue.
+    pipeline(store, after, until, |mut pages_rx| async move {
+        let mut visited = after;
+        while let Some(page) = pages_rx.recv().await {
+            let page = page?;
+            for (n, (position, decoded)) in page.events.iter().enumerate() {
+                visited = *position;
+                if visit(Visit::Event { position: *position, decoded: decoded.as_ref() }).is_break() {
+                    return Ok(visited);
+                }
+                if n % YIELD_EVERY == YIELD_EVERY - 1 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            if let Some(error) = page.error {
+                return Err(ReadError::Unreadable(error));
+            }
+            if !page.events.is_empty() && visit(Visit::PageEnd { last: visited }).is_break() {
+                return Ok(visited);
+            }
+            if page.last_page {
+                break;
+            }
+        }
+        // Dropping the receiver here tells the decoding side to stop, and
+        // its dropping tells the reading side.
+        Ok(visited)
+    })
+    .await
+}
+
+/// Fold every event after position `after` known `until` into
+/// `projections`, with reading and decoding running ahead. Stops once every
+/// projection is complete ([`Projection::is_complete`]); returns the position
+/// of the last event folded (`after` when none).
+///
+/// With two projections or more on a machine with two cores or more, the
+/// projections are shared between this thread and one more, a chunk of
+/// [`CHUNK`] events at a time: each projection still sees every event once,
+/// in order, and no two threads touch one projection; what changes is only
+/// which thread applies it. The split follows the time each projection has
+/// taken so far, heaviest first onto the lighter side.
+pub async fn fold_decoded(
+    store: &dyn EventStore,
+    after: u64,
+    until: AsOf,
+    projections: &mut [&mut dyn Projection],
+) -> Result<u64, ReadError> {
+    let parallel = projections.len() >= 2 && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    pipeline(store, after, until, |mut pages_rx| async move {
+        let mut folded = after;
+        let mut spent = vec![Duration::ZERO; projections.len()];
+        while let Some(page) = pages_rx.recv().await {
+            let page = page?;
+            // Alone, a chunk is what the fold did between two looks at the
+            // pipeline before; shared, it is long enough to pay for a thread.
+            for chunk in page.events.chunks(if parallel { CHUNK } else { YIELD_EVERY }) {
+                // With no projection, none can complete: read to the end.
+                let stop = if projections.is_empty() {
+                    None
+                } else if parallel {
+                    fold_chunk_on_two_threads(chunk, projections, &mut spent)
+                } else {
+                    fold_chunk(chunk, projections.iter_mut(), &mut spent)
+                };
+                if let Some(stop) = stop {
+                    return Ok(chunk[stop].0);
+                }
+                folded = chunk.last().map_or(folded, |(position, _)| *position);
+                tokio::task::yield_now().await;
+            }
+            if let Some(error) = page.error {
+                return Err(ReadError::Unreadable(error));
+            }
+            if page.last_page {
+                break;
+            }
+        }
+        Ok(folded)
+    })
+    .await
+}
+
+/// Events a fold shared between two threads applies per hand-over to the
+/// second thread, and between two looks at the pipeline: a thread is
+/// started per chunk, a few tens of microseconds against a millisecond or
+/// two of work.
+pub const CHUNK: usize = 512;
+
+/// Apply `chunk` to each projection in turn, timing each into `spent`.
+/// Returns the index of the event after which every projection is complete,
+/// if all are by the end of the chunk. A projection is not applied past its
+/// completion: later events cannot change it, by [`Projection::is_complete`]'s
+/// contract.
+fn fold_chunk<'p, 'q: 'p>(
+    chunk: &[(u64, Option<DecodedEvent>)],
+    projections: impl Iterator<Item = &'p mut &'q mut dyn Projection>,
+    spent: &mut [Duration],
+) -> Option<usize> {
+    let mut last_completion = Some(0);
+    for (projection, spent) in projections.zip(spent.iter_mut()) {
+        let started = Instant::now();
+        let completed = apply_until_complete(chunk, &mut **projection);
+        *spent += started.elapsed();
+        last_completion = last_completion.zip(completed).map(|(a, b)| a.max(b));
+    }
+    last_completion
+}
+
+/// Apply `chunk` to one projection; the index of the event after which it is
+/// complete, if it is by the end.
+fn apply_until_complete(chunk: &[(u64, Option<DecodedEvent>)], projection: &mut dyn Projection) -> Option<usize> {
+    // Complete before the chunk: it stopped within an earlier one while
+    // another projection was still going, and needs none of these events.
+    if projection.is_complete() {
+        return Some(0);
+    }
+    for (index, (_, decoded)) in chunk.iter().enumerate() {
+        if let Some(decoded) = decoded {
+            projection.apply(&decoded.recorded());
+        }
+        if projection.is_complete() {
+            return Some(index);
+        }
+    }
+    None
+}
+
+/// [`fold_chunk`] with the projections shared between this thread and a
+/// scoped second one, balanced by the time each has taken so far.
+fn fold_chunk_on_two_threads(
+    chunk: &[(u64, Option<DecodedEvent>)],
+    projections: &mut [&mut dyn Projection],
+    spent: &mut [Duration],
+) -> Option<usize> {
+    // Heaviest first, each onto the side with less time so far.
+    let mut order: Vec<usize> = (0..projections.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(spent[i]));
+    let mut elsewhere = vec![false; projections.len()];
+    let (mut here_total, mut there_total) = (Duration::ZERO, Duration::ZERO);
+    let (mut here_count, mut there_count) = (0, 0);
+    for i in order {
+        // Ties (the first chunk, when nothing is timed yet) alternate.
+        if there_total < here_total || (there_total == here_total && there_count < here_count) {
+            elsewhere[i] = true;
+            there_total += spent[i];
+            there_count += 1;
+        } else {
+            here_total += spent[i];
+            here_count += 1;
+        }
+    }
+    let (mut here, mut there) = (Vec::new(), Vec::new());
+    let (mut here_spent, mut there_spent) = (Vec::new(), Vec::new());
+    for ((projection, spent), elsewhere) in projections.iter_mut().zip(spent.iter_mut()).zip(elsewhere) {
+        if elsewhere {
+            there.push(projection);
+            there_spent.push(spent);
+        } else {
+            here.push(projection);
+            here_spent.push(spent);
+        }
+    }
+    std::thread::scope(|scope| {
+        let other = scope.spawn(move || {
+            let mut times = vec![Duration::ZERO; there.len()];
+            let completed = fold_chunk(chunk, there.into_iter(), &mut times);
+            for (spent, time) in there_spent.into_iter().zip(times) {
+                *spent += time;
+            }
+            completed
+        });
+        let mut times = vec![Duration::ZERO; here.len()];
+        let completed_here = fold_chunk(chunk, here.into_iter(), &mut times);
+        for (spent, time) in here_spent.into_iter().zip(times) {
+            *spent += time;
+        }
+        // A panic in a projection is a broken invariant there: it is ours too.
+        let completed_there = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        completed_here.zip(completed_there).map(|(a, b)| a.max(b))
+    })
+}
+
+/// Run the read and decode stages ahead of `consume`, which receives the
+/// decoded pages in order. Each stage waits on its own thread; all three
+/// run on the caller's task and hand pages on through short queues.
+async fn pipeline<T, F>(
+    store: &dyn EventStore,
+    after: u64,
+    until: AsOf,
+    consume: impl FnOnce(mpsc::Receiver<Result<Page, StoreError>>) -> F,
+) -> Result<T, ReadError>
+where
+    F: std::future::Future<Output = Result<T, ReadError>>,
+{
     // A page of rows comes with whether it is the last one `until` needs.
     let (rows_tx, mut rows_rx) = mpsc::channel::<Result<(Vec<StoredEvent>, bool), StoreError>>(1);
-    let (pages_tx, mut pages_rx) = mpsc::channel::<Result<Page, StoreError>>(AHEAD);
+    let (pages_tx, pages_rx) = mpsc::channel::<Result<Page, StoreError>>(AHEAD);
     let reading = async move {
         let mut after = after;
         while !rows_tx.is_closed() {
@@ -106,35 +299,8 @@ pub async fn visit_decoded(
             }
         }
     };
-    let folding = async move {
-        let mut visited = after;
-        while let Some(page) = pages_rx.recv().await {
-            let page = page?;
-            for (n, (position, decoded)) in page.events.iter().enumerate() {
-                visited = *position;
-                if visit(Visit::Event { position: *position, decoded: decoded.as_ref() }).is_break() {
-                    return Ok(visited);
-                }
-                if n % YIELD_EVERY == YIELD_EVERY - 1 {
-                    tokio::task::yield_now().await;
-                }
-            }
-            if let Some(error) = page.error {
-                return Err(ReadError::Unreadable(error));
-            }
-            if !page.events.is_empty() && visit(Visit::PageEnd { last: visited }).is_break() {
-                return Ok(visited);
-            }
-            if page.last_page {
-                break;
-            }
-        }
-        // Dropping the receiver here tells the decoding side to stop, and
-        // its dropping tells the reading side.
-        Ok(visited)
-    };
-    let ((), (), folded) = tokio::join!(reading, decoding, folding);
-    folded
+    let ((), (), consumed) = tokio::join!(reading, decoding, consume(pages_rx));
+    consumed
 }
 
 /// Decode `stored` on a blocking thread, stopping at the first payload that

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use seatledger_app::invoicing::AsOf;
-use seatledger_app::readahead::{visit_decoded, ReadError, Visit, PAGE};
+use seatledger_app::readahead::{fold_decoded, visit_decoded, ReadError, Visit, CHUNK, PAGE};
 use seatledger_app::{decode_stored, CommandMeta};
 use seatledger_codec::encode;
 use seatledger_domain::{Event, ReservationId, UserId};
@@ -207,4 +207,82 @@ async fn a_payload_that_does_not_decode_stops_the_read_after_everything_before_i
         other => panic!("expected the bad payload to stop the read, got {other:?}"),
     }
     assert_eq!(seen, (1..bad_position).collect::<Vec<_>>());
+}
+
+/// A projection that records what it was shown and on which thread, and
+/// says it is complete after `stop_after` events, if set.
+#[derive(Default)]
+struct Recorder {
+    seen: Vec<u64>,
+    stop_after: Option<usize>,
+    threads: std::collections::BTreeSet<String>,
+}
+
+impl seatledger_projections::Projection for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn apply(&mut self, event: &seatledger_projections::Recorded<'_>) {
+        assert!(!self.is_complete(), "an event reached a complete projection at position {}", event.position);
+        self.seen.push(event.position);
+        self.threads.insert(format!("{:?}", std::thread::current().id()));
+    }
+
+    fn is_complete(&self) -> bool {
+        self.stop_after.is_some_and(|n| self.seen.len() >= n)
+    }
+}
+
+/// The positions a fold applies: the ledger's own events, in order.
+async fn applied_positions(store: &dyn EventStore) -> Vec<u64> {
+    plain(store, |_| true).await.into_iter().filter(|(_, decoded)| *decoded).map(|(p, _)| p).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_into_several_projections_shows_each_every_event_once_in_order() {
+    // Several chunks of `CHUNK` events, and pages of `PAGE`.
+    let store = ledger(2 * PAGE + 345).await;
+    let expected = applied_positions(store.as_ref()).await;
+    let mut recorders: Vec<Recorder> = (0..5).map(|_| Recorder::default()).collect();
+    let mut projections: Vec<&mut dyn seatledger_projections::Projection> =
+        recorders.iter_mut().map(|r| r as &mut dyn seatledger_projections::Projection).collect();
+    let last = fold_decoded(store.as_ref(), 0, AsOf::Head, &mut projections).await.expect("fold");
+    assert_eq!(last, store.head_position().await.expect("head"), "the fold stopped before the head");
+    for (n, recorder) in recorders.iter().enumerate() {
+        assert_eq!(recorder.seen, expected, "projection {n} was shown a different sequence");
+    }
+    // On two cores or more the projections are shared between two threads.
+    let threads: std::collections::BTreeSet<&String> = recorders.iter().flat_map(|r| &r.threads).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores >= 2 {
+        assert!(threads.len() >= 2, "{cores} cores, but every projection was applied on one thread");
+    } else {
+        eprintln!("one core: the fold ran on one thread, as it should; the two-thread split was not exercised");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_stops_at_the_event_that_completes_its_last_projection() {
+    let store = ledger(3 * CHUNK + 77).await;
+    let expected = applied_positions(store.as_ref()).await;
+    // Completing in the first chunk, in a later one, and last in yet another.
+    let stops = [10, CHUNK + 3, 2 * CHUNK + 100];
+    let mut recorders: Vec<Recorder> =
+        stops.iter().map(|&n| Recorder { stop_after: Some(n), ..Recorder::default() }).collect();
+    let mut projections: Vec<&mut dyn seatledger_projections::Projection> =
+        recorders.iter_mut().map(|r| r as &mut dyn seatledger_projections::Projection).collect();
+    let last = fold_decoded(store.as_ref(), 0, AsOf::Head, &mut projections).await.expect("fold");
+    assert_eq!(last, expected[2 * CHUNK + 100 - 1], "the fold did not stop at the last completion");
+    for (recorder, n) in recorders.iter().zip(stops) {
+        assert_eq!(recorder.seen, expected[..n], "a projection was shown other events than its first {n}");
+    }
+    // None complete: the fold reads to the head, from a cursor too.
+    let mut open = Recorder::default();
+    let mut other = Recorder::default();
+    let after = expected[99];
+    let last = fold_decoded(store.as_ref(), after, AsOf::Head, &mut [&mut open, &mut other]).await.expect("fold");
+    assert_eq!(last, store.head_position().await.expect("head"));
+    assert_eq!(open.seen, expected[100..]);
+    assert_eq!(other.seen, expected[100..]);
 }

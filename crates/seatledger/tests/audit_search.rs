@@ -140,3 +140,36 @@ async fn the_tail_keeps_the_last_entries_and_counts_them_all() {
     assert_eq!(five.entries().cloned().collect::<Vec<_>>(), log.entries[log.entries.len() - 5..].to_vec());
     assert_eq!(none.entries().count(), 0);
 }
+
+/// Folded together (shared between two threads), the seven projections end
+/// exactly where each ends folded alone (compared through `Debug`, which
+/// shows every field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_folded_together_end_as_each_does_alone() {
+    use seatledger_projections::{
+        change_log::ChangeLog, directory::Directory, invoice::InvoiceInputs, licence_state::LicenceState,
+        notifications::Notifications, reports::LicenceReports,
+    };
+    let store = ledger().await;
+    let (mut state, mut changes, mut audit, mut directory) =
+        (LicenceState::default(), ChangeLog::default(), AuditLog::default(), Directory::default());
+    let (mut inputs, mut notifications, mut reports) =
+        (InvoiceInputs::default(), Notifications::default(), LicenceReports::default());
+    let head = fold_known(
+        store.as_ref(),
+        AsOf::Head,
+        &mut [&mut state, &mut changes, &mut audit, &mut directory, &mut inputs, &mut notifications, &mut reports],
+    )
+    .await
+    .expect("folding together");
+    assert_eq!(head, store.head_position().await.expect("head"));
+    macro_rules! same_alone {
+        ($($together:ident: $t:ty),*) => {$(
+            let mut alone = <$t>::default();
+            fold_known(store.as_ref(), AsOf::Head, &mut [&mut alone]).await.expect("folding alone");
+            assert_eq!(format!("{alone:?}"), format!("{:?}", $together), "{} differs folded together", stringify!($t));
+        )*};
+    }
+    same_alone!(state: LicenceState, changes: ChangeLog, audit: AuditLog, directory: Directory,
+        inputs: InvoiceInputs, notifications: Notifications, reports: LicenceReports);
+}
