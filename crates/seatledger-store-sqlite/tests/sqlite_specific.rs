@@ -646,11 +646,30 @@ async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
     assert_eq!(report.checked, 1 + answered_ok.len() as u64 + GOOD as u64);
 }
 
-/// The writer looks an event id or a command id up only when it is not above
-/// the greatest one stored (lever 18 in docs/benchmarks.md). Ids another
-/// store wrote after this writer last looked, and ids that sort below the
-/// greatest, must still be found: a retry is deduplicated and a reused id
-/// refused, never stored twice.
+/// One event under `command` appended to `stream`, a new stream.
+async fn append_commanded(
+    store: &dyn EventStore,
+    stream: &str,
+    command: Uuid,
+) -> Result<seatledger_store::AppendOutcome, StoreError> {
+    store.append(stream_append(stream, ExpectedVersion::NoStream, with_command(new_events(stream, 1), command))).await
+}
+
+/// `command`, stored on `owner`, reused on the new stream `stream`: refused,
+/// naming `owner`. Command ids have no unique index behind them, so a reuse
+/// the writer did not look up would be stored silently.
+async fn assert_command_reuse_refused(store: &dyn EventStore, stream: &str, command: Uuid, owner: &str, case: &str) {
+    match append_commanded(store, stream, command).await {
+        Err(StoreError::CommandIdReused { stream, .. }) if stream == owner => {}
+        other => panic!("{case}: a command id reused on another stream was not refused: {other:?}"),
+    }
+}
+
+/// The writer skips looking an event id or a command id up only for a uuid
+/// v7 id above the greatest v7 id stored (lever 18 in docs/benchmarks.md).
+/// Ids another store wrote after this writer last looked, ids that sort
+/// below the greatest, and ids of other versions must still be found: a
+/// retry is deduplicated and a reused id refused, never stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_and_command_ids_are_found_whoever_wrote_them_and_however_they_sort() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
@@ -669,15 +688,7 @@ async fn event_and_command_ids_are_found_whoever_wrote_them_and_however_they_sor
     let plain = new_events("c", 1);
     let original_plain =
         second.append(stream_append("c", ExpectedVersion::NoStream, plain.clone())).await.expect("the plain append");
-    // Command ids have no unique index behind them: a reuse that was not
-    // looked up would be stored silently.
-    match first
-        .append(stream_append("f", ExpectedVersion::NoStream, with_command(new_events("f", 1), command_id)))
-        .await
-    {
-        Err(StoreError::CommandIdReused { stream, .. }) if stream == "b" => {}
-        other => panic!("a command id the other store wrote was reused on another stream: {other:?}"),
-    }
+    assert_command_reuse_refused(first.as_ref(), "f", command_id, "b", "written by the other store").await;
     let retry = first
         .append(stream_append("b", ExpectedVersion::NoStream, commanded))
         .await
@@ -707,23 +718,11 @@ async fn event_and_command_ids_are_found_whoever_wrote_them_and_however_they_sor
     // every v7 id today: it is looked up all the same, and v7 ids after it
     // still are when they must be.
     let hashed = uuid::Builder::from_custom_bytes([0xfe; 16]).into_uuid();
-    first
-        .append(stream_append("g", ExpectedVersion::NoStream, with_command(new_events("g", 1), hashed)))
-        .await
-        .expect("an append with a hashed command id");
-    match first.append(stream_append("h", ExpectedVersion::NoStream, with_command(new_events("h", 1), hashed))).await {
-        Err(StoreError::CommandIdReused { stream, .. }) if stream == "g" => {}
-        other => panic!("a hashed command id reused on another stream was not refused: {other:?}"),
-    }
+    append_commanded(first.as_ref(), "g", hashed).await.expect("an append with a hashed command id");
+    assert_command_reuse_refused(first.as_ref(), "h", hashed, "g", "a hashed id").await;
     let later = Uuid::now_v7();
-    first
-        .append(stream_append("i", ExpectedVersion::NoStream, with_command(new_events("i", 1), later)))
-        .await
-        .expect("a v7 command id after a hashed one");
-    match first.append(stream_append("j", ExpectedVersion::NoStream, with_command(new_events("j", 1), later))).await {
-        Err(StoreError::CommandIdReused { stream, .. }) if stream == "i" => {}
-        other => panic!("a v7 command id reused after a hashed one was not refused: {other:?}"),
-    }
+    append_commanded(first.as_ref(), "i", later).await.expect("a v7 command id after a hashed one");
+    assert_command_reuse_refused(first.as_ref(), "j", later, "i", "a v7 id after a hashed one").await;
     assert_eq!(first.head_position().await.expect("head_position failed"), 7, "an id was stored twice");
     let report = first.verify().await.expect("verify failed");
     assert!(report.is_intact(), "the chain broke: {:?}", report.first_broken);
@@ -741,18 +740,12 @@ async fn ids_the_store_did_not_write_hide_none_of_those_it_did() {
     {
         let store = open(&path);
         for (stream, command) in [("a", older), ("b", newer)] {
-            store
-                .append(stream_append(stream, ExpectedVersion::NoStream, with_command(new_events(stream, 1), command)))
-                .await
-                .expect("an append");
+            append_commanded(store.as_ref(), stream, command).await.expect("an append");
         }
     }
     tamper(&path, &format!("UPDATE events SET command_id = 'urn:uuid:{older}' WHERE stream = 'a'"));
     tamper(&path, "UPDATE events SET id = 'zz-not-a-uuid' WHERE stream = 'a'");
     let store = open(&path);
-    match store.append(stream_append("c", ExpectedVersion::NoStream, with_command(new_events("c", 1), newer))).await {
-        Err(StoreError::CommandIdReused { stream, .. }) if stream == "b" => {}
-        other => panic!("a command id below respelled text was reused on another stream: {other:?}"),
-    }
+    assert_command_reuse_refused(store.as_ref(), "c", newer, "b", "below respelled text").await;
     assert_eq!(store.head_position().await.expect("head_position failed"), 2, "a reused command id was stored");
 }
