@@ -6,7 +6,9 @@
 //! pipeline instead: while the caller folds one page, the next page is
 //! already being read (on the store's own threads) and decoded (on a
 //! blocking thread). The fold still sees every event exactly once, in
-//! global order, on the caller's task; only the work before it moves.
+//! global order; only the work before it moves. [`fold_decoded`], folding
+//! into several projections, also shares them between the caller's thread
+//! and a second one, each projection on one thread at a time.
 //!
 //! Memory stays bounded by the pipeline's depth: at most [`AHEAD`] decoded
 //! pages wait for the fold, plus the one being decoded and the one being
@@ -17,6 +19,7 @@ use crate::invoicing::AsOf;
 use seatledger_projections::Projection;
 use seatledger_store::{EventStore, StoreError, StoredEvent};
 use std::ops::ControlFlow;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -105,17 +108,19 @@ pub async fn visit_decoded(
 ///
 /// With two projections or more on a machine with two cores or more, the
 /// projections are shared between this thread and one more, a chunk of
-/// [`CHUNK`] events at a time: each projection still sees every event once,
-/// in order, and no two threads touch one projection; what changes is only
-/// which thread applies it. The split follows the time each projection has
-/// taken so far, heaviest first onto the lighter side.
+/// [`CHUNK`] events at a time: each projection still sees every event up to
+/// its completion, once and in order, and no two threads touch one
+/// projection; what changes is only which thread applies it. The split
+/// follows the time each projection has taken so far, heaviest first onto
+/// the lighter side. A chunk blocks the caller's task for a millisecond or
+/// two, as a page of 64 events did before.
 pub async fn fold_decoded(
     store: &dyn EventStore,
     after: u64,
     until: AsOf,
     projections: &mut [&mut dyn Projection],
 ) -> Result<u64, ReadError> {
-    let parallel = projections.len() >= 2 && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let parallel = projections.len() >= 2 && cores() >= 2;
     pipeline(store, after, until, |mut pages_rx| async move {
         let mut folded = after;
         let mut spent = vec![Duration::ZERO; projections.len()];
@@ -148,6 +153,13 @@ pub async fn fold_decoded(
         Ok(folded)
     })
     .await
+}
+
+/// The cores this process may use, asked once (on Linux the answer reads
+/// cgroup files).
+fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// Events a fold shared between two threads applies per hand-over to the
@@ -196,15 +208,23 @@ fn apply_until_complete(chunk: &[(u64, Option<DecodedEvent>)], projection: &mut 
 }
 
 /// [`fold_chunk`] with the projections shared between this thread and a
-/// scoped second one, balanced by the time each has taken so far.
+/// scoped second one, balanced by the time each has taken so far. Folds on
+/// this thread alone when fewer than two projections still take events,
+/// when the chunk is short, or when no thread can be started.
 fn fold_chunk_on_two_threads(
     chunk: &[(u64, Option<DecodedEvent>)],
     projections: &mut [&mut dyn Projection],
     spent: &mut [Duration],
 ) -> Option<usize> {
-    // Heaviest first, each onto the side with less time so far.
+    let working = projections.iter().filter(|p| !p.is_complete()).count();
+    if working < 2 || chunk.len() < YIELD_EVERY {
+        return fold_chunk(chunk, projections.iter_mut(), spent);
+    }
+    // Heaviest first, each onto the side with less time so far; a complete
+    // projection weighs nothing, as it takes no more events.
+    let weight = |i: usize| if projections[i].is_complete() { Duration::ZERO } else { spent[i] };
     let mut order: Vec<usize> = (0..projections.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(spent[i]));
+    order.sort_by_key(|&i| std::cmp::Reverse(weight(i)));
     let mut elsewhere = vec![false; projections.len()];
     let (mut here_total, mut there_total) = (Duration::ZERO, Duration::ZERO);
     let (mut here_count, mut there_count) = (0, 0);
@@ -212,10 +232,10 @@ fn fold_chunk_on_two_threads(
         // Ties (the first chunk, when nothing is timed yet) alternate.
         if there_total < here_total || (there_total == here_total && there_count < here_count) {
             elsewhere[i] = true;
-            there_total += spent[i];
+            there_total += weight(i);
             there_count += 1;
         } else {
-            here_total += spent[i];
+            here_total += weight(i);
             here_count += 1;
         }
     }
@@ -230,24 +250,34 @@ fn fold_chunk_on_two_threads(
             here_spent.push(spent);
         }
     }
-    std::thread::scope(|scope| {
-        let other = scope.spawn(move || {
-            let mut times = vec![Duration::ZERO; there.len()];
-            let completed = fold_chunk(chunk, there.into_iter(), &mut times);
-            for (spent, time) in there_spent.into_iter().zip(times) {
-                *spent += time;
+    let mut here_times = vec![Duration::ZERO; here.len()];
+    let there_times = vec![Duration::ZERO; there.len()];
+    // The other side, for whichever thread folds it: the second one, or
+    // this one when no thread can be started (never contended).
+    let other_side = Mutex::new((there, there_times));
+    let fold_other_side = || {
+        let mut side = other_side.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (projections, times) = &mut *side;
+        fold_chunk(chunk, projections.iter_mut().map(|p| &mut **p), times)
+    };
+    let (completed_here, completed_there) = std::thread::scope(|scope| {
+        let other = std::thread::Builder::new().name("seatledger-fold".to_owned()).spawn_scoped(scope, fold_other_side);
+        let completed_here = fold_chunk(chunk, here.iter_mut().map(|p| &mut **p), &mut here_times);
+        let completed_there = match other {
+            // A panic in a projection is a broken invariant there: it is ours too.
+            Ok(other) => other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no second thread for the fold; folding on one");
+                fold_other_side()
             }
-            completed
-        });
-        let mut times = vec![Duration::ZERO; here.len()];
-        let completed_here = fold_chunk(chunk, here.into_iter(), &mut times);
-        for (spent, time) in here_spent.into_iter().zip(times) {
-            *spent += time;
-        }
-        // A panic in a projection is a broken invariant there: it is ours too.
-        let completed_there = other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        completed_here.zip(completed_there).map(|(a, b)| a.max(b))
-    })
+        };
+        (completed_here, completed_there)
+    });
+    let (_, there_times) = other_side.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for (spent, time) in here_spent.into_iter().zip(here_times).chain(there_spent.into_iter().zip(there_times)) {
+        *spent += time;
+    }
+    completed_here.zip(completed_there).map(|(a, b)| a.max(b))
 }
 
 /// Run the read and decode stages ahead of `consume`, which receives the

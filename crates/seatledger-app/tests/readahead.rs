@@ -286,3 +286,48 @@ async fn a_fold_stops_at_the_event_that_completes_its_last_projection() {
     assert_eq!(open.seen, expected[100..]);
     assert_eq!(other.seen, expected[100..]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fold_into_several_projections_keeps_every_edge_of_the_pipeline() {
+    let store = ledger(2 * PAGE + 200).await;
+    let expected = applied_positions(store.as_ref()).await;
+    let head = store.head_position().await.expect("head");
+
+    // An `as of` cut: nothing after it, and the fold ends at it.
+    let cut = expected[1_500];
+    let (mut a, mut b) = (Recorder::default(), Recorder::default());
+    let last = fold_decoded(store.as_ref(), 0, AsOf::Position(cut), &mut [&mut a, &mut b]).await.expect("fold");
+    assert_eq!(last, cut);
+    assert_eq!((a.seen.as_slice(), b.seen.as_slice()), (&expected[..=1_500], &expected[..=1_500]));
+
+    // Complete before any event, beside one that never is: the first sees
+    // nothing, the second everything. Both complete at once: the fold stops
+    // after the first event, as a fold into one such projection does.
+    let (mut done, mut open) = (Recorder { stop_after: Some(0), ..Recorder::default() }, Recorder::default());
+    let last = fold_decoded(store.as_ref(), 0, AsOf::Head, &mut [&mut done, &mut open]).await.expect("fold");
+    assert_eq!((last, done.seen.len(), open.seen.as_slice()), (head, 0, expected.as_slice()));
+    let (mut x, mut y) = (
+        Recorder { stop_after: Some(0), ..Recorder::default() },
+        Recorder { stop_after: Some(0), ..Recorder::default() },
+    );
+    assert_eq!(fold_decoded(store.as_ref(), 0, AsOf::Head, &mut [&mut x, &mut y]).await.expect("fold"), 1);
+
+    // No projection at all: read to the head.
+    assert_eq!(fold_decoded(store.as_ref(), 0, AsOf::Head, &mut []).await.expect("fold"), head);
+
+    // A payload that does not decode: everything before it folded, then the error.
+    let bad = new_event("ReservationMade", 1, r#"{"reservation":"r-x"}"#.to_owned(), start());
+    let version = store.stream_version("workspace-a").await.expect("version");
+    let append = StreamAppend {
+        stream: "workspace-a".to_owned(),
+        expected: ExpectedVersion::from_current(version),
+        events: vec![bad],
+    };
+    store.append(append).await.expect("append");
+    let (mut a, mut b) = (Recorder::default(), Recorder::default());
+    match fold_decoded(store.as_ref(), 0, AsOf::Head, &mut [&mut a, &mut b]).await {
+        Err(ReadError::Unreadable(why)) => assert!(why.contains(&format!("position {}", head + 1)), "{why}"),
+        other => panic!("expected the bad payload to stop the fold, got {other:?}"),
+    }
+    assert_eq!((a.seen.as_slice(), b.seen.as_slice()), (expected.as_slice(), expected.as_slice()));
+}
