@@ -135,7 +135,7 @@ pub async fn fold_decoded(
                 } else if parallel {
                     fold_chunk_on_two_threads(chunk, projections, &mut spent)
                 } else {
-                    fold_chunk(chunk, projections.iter_mut(), &mut spent)
+                    fold_chunk(chunk, projections.iter_mut().zip(spent.iter_mut()))
                 };
                 if let Some(stop) = stop {
                     return Ok(chunk[stop].0);
@@ -168,18 +168,17 @@ fn cores() -> usize {
 /// two of work.
 pub const CHUNK: usize = 512;
 
-/// Apply `chunk` to each projection in turn, timing each into `spent`.
-/// Returns the index of the event after which every projection is complete,
-/// if all are by the end of the chunk. A projection is not applied past its
-/// completion: later events cannot change it, by [`Projection::is_complete`]'s
-/// contract.
+/// Apply `chunk` to each projection in turn, adding the time each takes to
+/// the time beside it. Returns the index of the event after which every
+/// projection is complete, if all are by the end of the chunk. A projection
+/// is not applied past its completion: later events cannot change it, by
+/// [`Projection::is_complete`]'s contract.
 fn fold_chunk<'p, 'q: 'p>(
     chunk: &[(u64, Option<DecodedEvent>)],
-    projections: impl Iterator<Item = &'p mut &'q mut dyn Projection>,
-    spent: &mut [Duration],
+    projections: impl Iterator<Item = (&'p mut &'q mut dyn Projection, &'p mut Duration)>,
 ) -> Option<usize> {
     let mut last_completion = Some(0);
-    for (projection, spent) in projections.zip(spent.iter_mut()) {
+    for (projection, spent) in projections {
         let started = Instant::now();
         let completed = apply_until_complete(chunk, &mut **projection);
         *spent += started.elapsed();
@@ -218,7 +217,7 @@ fn fold_chunk_on_two_threads(
 ) -> Option<usize> {
     let working = projections.iter().filter(|p| !p.is_complete()).count();
     if working < 2 || chunk.len() < YIELD_EVERY {
-        return fold_chunk(chunk, projections.iter_mut(), spent);
+        return fold_chunk(chunk, projections.iter_mut().zip(spent.iter_mut()));
     }
     // Heaviest first, each onto the side with less time so far; a complete
     // projection weighs nothing, as it takes no more events.
@@ -239,30 +238,18 @@ fn fold_chunk_on_two_threads(
             here_count += 1;
         }
     }
-    let (mut here, mut there) = (Vec::new(), Vec::new());
-    let (mut here_spent, mut there_spent) = (Vec::new(), Vec::new());
-    for ((projection, spent), elsewhere) in projections.iter_mut().zip(spent.iter_mut()).zip(elsewhere) {
-        if elsewhere {
-            there.push(projection);
-            there_spent.push(spent);
-        } else {
-            here.push(projection);
-            here_spent.push(spent);
-        }
-    }
-    let mut here_times = vec![Duration::ZERO; here.len()];
-    let there_times = vec![Duration::ZERO; there.len()];
+    let (mut here, there): (Vec<_>, Vec<_>) =
+        projections.iter_mut().zip(spent.iter_mut()).zip(elsewhere).partition(|(_, elsewhere)| !elsewhere);
     // The other side, for whichever thread folds it: the second one, or
     // this one when no thread can be started (never contended).
-    let other_side = Mutex::new((there, there_times));
+    let other_side = Mutex::new(there);
     let fold_other_side = || {
         let mut side = other_side.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (projections, times) = &mut *side;
-        fold_chunk(chunk, projections.iter_mut().map(|p| &mut **p), times)
+        fold_chunk(chunk, side.iter_mut().map(|((p, s), _)| (&mut **p, &mut **s)))
     };
-    let (completed_here, completed_there) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let other = std::thread::Builder::new().name("seatledger-fold".to_owned()).spawn_scoped(scope, fold_other_side);
-        let completed_here = fold_chunk(chunk, here.iter_mut().map(|p| &mut **p), &mut here_times);
+        let completed_here = fold_chunk(chunk, here.iter_mut().map(|((p, s), _)| (&mut **p, &mut **s)));
         let completed_there = match other {
             // A panic in a projection is a broken invariant there: it is ours too.
             Ok(other) => other.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
@@ -271,13 +258,8 @@ fn fold_chunk_on_two_threads(
                 fold_other_side()
             }
         };
-        (completed_here, completed_there)
-    });
-    let (_, there_times) = other_side.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-    for (spent, time) in here_spent.into_iter().zip(here_times).chain(there_spent.into_iter().zip(there_times)) {
-        *spent += time;
-    }
-    completed_here.zip(completed_there).map(|(a, b)| a.max(b))
+        completed_here.zip(completed_there).map(|(a, b)| a.max(b))
+    })
 }
 
 /// Run the read and decode stages ahead of `consume`, which receives the

@@ -153,18 +153,7 @@ pub(crate) struct Head {
     pub(crate) newest_v7_command_id: Option<Uuid>,
 }
 
-impl Head {
-    /// Whether an event with this id may be stored already.
-    fn may_hold_event(&self, id: Uuid) -> bool {
-        may_hold(self.newest_v7_event_id, id)
-    }
-
-    /// Whether events with this command id may be stored already.
-    fn may_hold_command(&self, id: Uuid) -> bool {
-        may_hold(self.newest_v7_command_id, id)
-    }
-}
-
+/// Whether `id` may be stored already, given the greatest v7 id stored.
 fn may_hold(newest_v7: Option<Uuid>, id: Uuid) -> bool {
     id.get_version_num() != 7 || newest_v7.is_some_and(|newest| id <= newest)
 }
@@ -177,41 +166,73 @@ fn newest_v7(newest: Option<Uuid>, id: Option<Uuid>) -> Option<Uuid> {
     }
 }
 
-/// Read the head from the file: at open, and when another process wrote.
+/// Read the head from the file, at open.
 pub(crate) fn load_head(conn: &Connection) -> Result<Head, StoreError> {
+    let mut head = last_event(conn)?;
+    if head.position > 0 {
+        head.newest_v7_event_id = greatest_v7(conn, "SELECT id FROM events ORDER BY id DESC", "event ids")?;
+        head.newest_v7_command_id = greatest_v7(
+            conn,
+            "SELECT command_id FROM events WHERE command_id IS NOT NULL ORDER BY command_id DESC",
+            "command ids",
+        )?;
+    }
+    Ok(head)
+}
+
+/// Read the head again after another connection wrote. Events are never
+/// changed, so the greatest v7 ids need only the events after the head we
+/// knew: the other writer's, however many ids of other versions the file
+/// holds. A file whose log is shorter than we knew is not the one we had
+/// open, and is read whole.
+fn reload_head(conn: &Connection, known: Head) -> Result<Head, StoreError> {
+    let mut head = last_event(conn)?;
+    if head.position < known.position {
+        return load_head(conn);
+    }
+    head.newest_v7_event_id = known.newest_v7_event_id;
+    head.newest_v7_command_id = known.newest_v7_command_id;
+    let doing = || format!("reading the ids written after position {}", known.position);
+    let mut stmt = conn.prepare_cached("SELECT id, command_id FROM events WHERE position > ?1").context(doing)?;
+    let mut rows = stmt.query([to_sql_int(known.position, "position")?]).context(doing)?;
+    let mut buffer = Uuid::encode_buffer();
+    while let Some(row) = rows.next().context(doing)? {
+        let mut as_written = |column: usize| -> Result<Option<Uuid>, StoreError> {
+            Ok(row.get_ref(column).context(doing)?.as_str().ok().and_then(|text| written_v7(text, &mut buffer)))
+        };
+        head.newest_v7_event_id = newest_v7(head.newest_v7_event_id, as_written(0)?);
+        head.newest_v7_command_id = newest_v7(head.newest_v7_command_id, as_written(1)?);
+    }
+    Ok(head)
+}
+
+/// The last event's position, link and recorded time; no greatest ids yet.
+fn last_event(conn: &Connection) -> Result<Head, StoreError> {
     let last = conn
         .query_row("SELECT position, hash, recorded_at_us FROM events ORDER BY position DESC LIMIT 1", [], |row| {
             Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
         })
         .optional()
         .context(|| "reading the last event".to_owned())?;
-    let Some((position, hash, recorded_at_us)) = last else {
-        return Ok(Head {
-            position: 0,
-            hash: chain::GENESIS,
-            recorded_at: None,
-            newest_v7_event_id: None,
-            newest_v7_command_id: None,
-        });
+    let mut head = Head {
+        position: 0,
+        hash: chain::GENESIS,
+        recorded_at: None,
+        newest_v7_event_id: None,
+        newest_v7_command_id: None,
     };
-    let position = crate::rows::from_sql_int(position, "the last position")?;
+    let Some((position, hash, recorded_at_us)) = last else { return Ok(head) };
+    head.position = crate::rows::from_sql_int(position, "the last position")?;
     // Appending after a link that cannot be parsed would extend a chain from
     // garbage; refuse to open instead, naming the event.
-    let hash = chain::parse_link(&hash).ok_or_else(|| {
-        StoreError::Corrupt(format!("the hash of the last event (position {position}) is not 64 hex digits: {hash:?}"))
+    head.hash = chain::parse_link(&hash).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "the hash of the last event (position {}) is not 64 hex digits: {hash:?}",
+            head.position
+        ))
     })?;
-    let recorded_at = crate::rows::from_micros(recorded_at_us, "recorded_at of the last event")?;
-    Ok(Head {
-        position,
-        hash,
-        recorded_at: Some(recorded_at),
-        newest_v7_event_id: greatest_v7(conn, "SELECT id FROM events ORDER BY id DESC", "event ids")?,
-        newest_v7_command_id: greatest_v7(
-            conn,
-            "SELECT command_id FROM events WHERE command_id IS NOT NULL ORDER BY command_id DESC",
-            "command ids",
-        )?,
-    })
+    head.recorded_at = Some(crate::rows::from_micros(recorded_at_us, "recorded_at of the last event")?);
+    Ok(head)
 }
 
 /// Index entries [`greatest_v7`] reads at most before it settles for "look
@@ -223,7 +244,7 @@ const GREATEST_V7_SCAN: usize = 100_000;
 /// writes ids. Entries above it (ids of other versions, which sort above
 /// today's v7 ids nearly always, or text the store did not write) are
 /// skipped; after [`GREATEST_V7_SCAN`] of them the bound is the greatest
-/// uuid, so every id is looked up, as before lever 18.
+/// uuid, so every id is looked up, as before lever 18. Read at open only.
 fn greatest_v7(conn: &Connection, sql: &str, what: &str) -> Result<Option<Uuid>, StoreError> {
     let doing = || format!("reading the greatest {what}");
     let mut stmt = conn.prepare(sql).context(doing)?;
@@ -232,13 +253,17 @@ fn greatest_v7(conn: &Connection, sql: &str, what: &str) -> Result<Option<Uuid>,
     for _ in 0..GREATEST_V7_SCAN {
         let Some(row) = rows.next().context(doing)? else { return Ok(None) };
         let Ok(text) = row.get_ref(0).context(doing)?.as_str() else { continue };
-        if let Ok(id) = Uuid::parse_str(text) {
-            if id.get_version_num() == 7 && uuid_str(id, &mut buffer) == text {
-                return Ok(Some(id));
-            }
+        if let Some(id) = written_v7(text, &mut buffer) {
+            return Ok(Some(id));
         }
     }
     Ok(Some(Uuid::max()))
+}
+
+/// `text` as a uuid v7 id, if it is one spelled as the store writes ids.
+fn written_v7(text: &str, buffer: &mut [u8]) -> Option<Uuid> {
+    let id = Uuid::parse_str(text).ok()?;
+    (id.get_version_num() == 7 && uuid_str(id, buffer) == text).then_some(id)
 }
 
 fn data_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -375,7 +400,7 @@ impl Writer {
             if version != self.data_version {
                 // Another process appended (or saved a checkpoint): our
                 // cached head may be stale, and we hold the lock now.
-                self.head = load_head(&self.conn)?;
+                self.head = reload_head(&self.conn, self.head)?;
                 self.data_version = version;
                 tracing::debug!(head = self.head.position, "sqlite file changed by another connection; head reloaded");
             }
@@ -488,7 +513,6 @@ impl Writer {
                     StoredEvent::unplaced(&append.stream, first_version + offset as u64, recorded_at, event);
                 insert_event(&mut insert, &mut self.head, &mut stored)?;
             }
-            drop(insert);
             let last_version = first_version + count - 1;
             set_stream_version(&self.conn, &append.stream, last_version)?;
             outcomes.push(AppendOutcome {
@@ -503,12 +527,28 @@ impl Writer {
         Ok(outcomes)
     }
 
+    /// Where the event with this id is stored, if it is; no lookup for a v7
+    /// id above the greatest stored ([`Head`]).
+    fn stored_location(&self, id: Uuid) -> Result<Option<EventLocation>, StoreError> {
+        if !may_hold(self.head.newest_v7_event_id, id) {
+            return Ok(None);
+        }
+        locate(&self.conn, id)
+    }
+
+    /// What this command id appended, if it is stored; no lookup for a v7
+    /// id above the greatest stored ([`Head`]).
+    fn stored_outcome(&self, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
+        if !may_hold(self.head.newest_v7_command_id, command_id) {
+            return Ok(None);
+        }
+        command_outcome(&self.conn, command_id)
+    }
+
     /// Idempotency, in the contract's order: command id, then event ids.
     fn deduplicate(&self, append: &StreamAppend) -> Result<Option<AppendOutcome>, StoreError> {
         if let Some(command_id) = append.events.first().and_then(|e| e.metadata.command_id) {
-            let recorded =
-                if self.head.may_hold_command(command_id) { command_outcome(&self.conn, command_id)? } else { None };
-            if let Some(recorded) = recorded {
+            if let Some(recorded) = self.stored_outcome(command_id)? {
                 if recorded.stream != append.stream {
                     return Err(StoreError::CommandIdReused { command_id, stream: recorded.stream });
                 }
@@ -517,8 +557,7 @@ impl Writer {
         }
         let mut found = Vec::with_capacity(append.events.len());
         for event in &append.events {
-            let location = if self.head.may_hold_event(event.id) { locate(&self.conn, event.id)? } else { None };
-            found.push((event.id, location));
+            found.push((event.id, self.stored_location(event.id)?));
         }
         dedup_by_event_ids(&append.stream, &found)
     }
@@ -532,8 +571,7 @@ impl Writer {
             event.recorded_at = truncate_to_micros(event.recorded_at);
             event.metadata.effective_at = truncate_to_micros(event.metadata.effective_at);
             validate_imported(&event)?;
-            let found = if self.head.may_hold_event(event.id) { locate(&self.conn, event.id)? } else { None };
-            if let Some(found) = found {
+            if let Some(found) = self.stored_location(event.id)? {
                 if found.stream == event.stream && found.stream_version == event.stream_version {
                     outcome.skipped += 1;
                     continue;
