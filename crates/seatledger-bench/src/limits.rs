@@ -81,15 +81,16 @@ pub fn rusqlite_loop(dir: &Path, n: usize, batch: usize, payload: &str) -> anyho
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamsShape {
     /// The file as seatledger's store lays it out, and every statement its
-    /// writer runs for a single-event append: the command-id probe, the
-    /// event-id lookup, the stream's version, the INSERT of all fifteen
-    /// columns, the version update. Left out is what is seatledger's own:
+    /// writer runs for a single-event append of fresh uuid v7 ids: the
+    /// stream's version (a seek in the `(stream, stream_version)` index) and
+    /// the INSERT of all fifteen columns (the command-id probe and the
+    /// event-id lookup are skipped for such ids since lever 18, and no
+    /// `streams` row is kept since lever 21). Left out is what is seatledger's own:
     /// the hash chain (the link is a constant), the codec, the channel to
     /// a writer thread, the tasks.
     Seatledger,
     /// The least a one-row-per-event log can store: ids and the link as
-    /// BLOBs, the stream as a number, no `streams` table, and the INSERT
-    /// alone, with or without the `(stream, stream_version)` index that
+    /// BLOBs, the stream as a number, and the INSERT alone, with or without the `(stream, stream_version)` index that
     /// reading a stream needs.
     Compact { stream_index: bool },
 }
@@ -195,17 +196,34 @@ fn seatledger_append(
     command: uuid::Uuid,
     payload: &str,
 ) -> anyhow::Result<()> {
+    // No command-id probe and no event-id lookup: the writer skips both for
+    // uuid v7 ids above the greatest it has stored (lever 18), which every
+    // id drawn here is.
+    let version = next_version(tx, stream)?;
+    insert_seatledger_row(tx, position, stream, version, id, command, payload)
+}
+
+/// The stream's next version, as the writer reads it: one seek to the end
+/// of the stream's range in the `(stream, stream_version)` index.
+fn next_version(tx: &Connection, stream: &str) -> anyhow::Result<i64> {
     use rusqlite::OptionalExtension;
-    let (id, command) = (id.to_string(), command.to_string());
-    let reused = tx.prepare_cached("SELECT 1 FROM events WHERE command_id = ?1 LIMIT 1")?.exists([&command])?;
-    let stored =
-        tx.prepare_cached("SELECT stream, stream_version, position FROM events WHERE id = ?1")?.exists([&id])?;
-    anyhow::ensure!(!reused && !stored, "a fresh uuid v7 was found in the file");
     let current: Option<i64> = tx
-        .prepare_cached("SELECT version FROM streams WHERE stream = ?1")?
+        .prepare_cached("SELECT stream_version FROM events WHERE stream = ?1 ORDER BY stream_version DESC LIMIT 1")?
         .query_row([stream], |row| row.get(0))
         .optional()?;
-    let version = current.map_or(0, |v| v + 1);
+    Ok(current.map_or(0, |v| v + 1))
+}
+
+/// The writer's INSERT of one event, all fifteen columns, ids as text.
+fn insert_seatledger_row(
+    tx: &Connection,
+    position: i64,
+    stream: &str,
+    version: i64,
+    id: uuid::Uuid,
+    command: uuid::Uuid,
+    payload: &str,
+) -> anyhow::Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (position, id, stream, stream_version, type, schema_version, recorded_at_us, \
          effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash) \
@@ -213,20 +231,55 @@ fn seatledger_append(
     )?
     .execute(rusqlite::params![
         position,
-        id,
+        id.to_string(),
         stream,
         version,
         1_700_000_000_000_000 + position,
-        command,
+        command.to_string(),
         payload,
         "0".repeat(64)
     ])?;
-    tx.prepare_cached(
-        "INSERT INTO streams (stream, version) VALUES (?1, ?2) \
-         ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
-    )?
-    .execute(rusqlite::params![stream, version])?;
     Ok(())
+}
+
+/// Batched appends as SQLite alone serves them with seatledger's schema and
+/// statements: COMMITs of one append of `batch` events to one stream (the
+/// version read once per append, the INSERT once per event),
+/// for `duration`. Left out, as in [`StreamsShape::Seatledger`]: the hash
+/// chain, the codec, the writer thread. Returns events/s and per-COMMIT
+/// latency.
+pub fn rusqlite_seatledger_batches(
+    dir: &Path,
+    duration: Duration,
+    batch: usize,
+    payload: &str,
+) -> anyhow::Result<(f64, Percentiles)> {
+    let path = dir.join(format!("raw-rusqlite-seatledger-{batch}.db"));
+    drop(crate::ledger::open(&path)?);
+    let mut conn = Connection::open(&path)?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    let stream = "workspace-raw-batches";
+    let mut lat = Vec::new();
+    let mut appended = 0i64;
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        let t = Instant::now();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let first = next_version(&tx, stream)?;
+        let command = uuid::Uuid::now_v7();
+        for k in 0..i64::try_from(batch)? {
+            appended += 1;
+            insert_seatledger_row(&tx, appended, stream, first + k, uuid::Uuid::now_v7(), command, payload)?;
+        }
+        tx.commit()?;
+        lat.push(t.elapsed());
+    }
+    let rate = appended as f64 / start.elapsed().as_secs_f64();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
+    }
+    Ok((rate, Percentiles::of(&mut lat)))
 }
 
 /// The replay limit: read a JSON Lines export of stored events, decode each

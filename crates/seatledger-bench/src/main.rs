@@ -322,6 +322,18 @@ async fn run(
         );
     }
     let (sql1_ours, raw64) = (alone[0], &alone[1..]);
+    let mut alone_batch = std::collections::BTreeMap::new();
+    for size in [100usize, 1_000, 10_000] {
+        let what = format!("raw rusqlite, one append of {size} events per COMMIT: seatledger's schema and statements");
+        say(format!("limit: {what}"));
+        let (rate, p) = limits::rusqlite_seatledger_batches(&d, took, size, &payload)?;
+        alone_batch.insert(size, rate);
+        rows.push(
+            Row::info("limit", what, rate, "events/s")
+                .detail(format!("per commit: {}", p.text()))
+                .extra(lat_extra(rate, &p)),
+        );
+    }
 
     // ---- 2. seatledger appends.
     let store = ledger::open(&d.join("appends.db"))?;
@@ -389,12 +401,15 @@ async fn run(
         say(format!("seatledger: batches of {size}"));
         let (rate, p) = ledger::batches(store.as_ref(), size, n.max(3)).await?;
         let raw = raw_batch.get(&size).copied().unwrap_or(f64::NAN);
+        let ours = alone_batch.get(&size).copied().unwrap_or(f64::NAN);
         let mut row =
             Row::info("seatledger/sqlite", format!("batches of {size} events, Exact version"), rate, "events/s")
                 .detail(format!(
-                    "per batch: {}; {:.0} % of raw rusqlite at that batch size",
+                    "per batch: {}; {:.0} % of raw rusqlite at that batch size, {:.0} % of SQLite alone with \
+                     seatledger's schema and statements",
                     p.text(),
-                    rate / raw * 100.0
+                    rate / raw * 100.0,
+                    rate / ours * 100.0
                 ))
                 .extra(lat_extra(rate, &p));
         match size {

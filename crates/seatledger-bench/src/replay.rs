@@ -234,6 +234,16 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
             result.seconds = took.as_secs_f64();
             result.events = (rate * result.seconds) as u64;
         }
+        // SQLite alone, one append of N events per COMMIT with seatledger's
+        // statements: `child --mode rawbatch:N --path DIR`.
+        raw if raw.starts_with("rawbatch:") => {
+            let size: usize = raw["rawbatch:".len()..].parse().context("`rawbatch:N` takes a batch size")?;
+            let payload = crate::ledger::reservation(0).payload;
+            let took = std::time::Duration::from_secs(5);
+            let (rate, _) = crate::limits::rusqlite_seatledger_batches(db, took, size, &payload)?;
+            result.seconds = took.as_secs_f64();
+            result.events = (rate * result.seconds) as u64;
+        }
         // For profiling single appends: `child --mode single --path NEW.db`.
         "single" => {
             let store = crate::ledger::open(db)?;

@@ -13,10 +13,10 @@
 //!   one (see [`checkpointer`](crate::checkpointer)).
 //! - Reads: a small pool of read-only connections on tokio's blocking
 //!   threads; they see committed data only and never wait for the writer.
-//! - Layout: `events` (the global log, `position` is the rowid), `streams`
-//!   (each stream's last version, for O(1) expectation checks),
-//!   `checkpoints`, and `schema_migrations`; the schema version is
-//!   `PRAGMA user_version`.
+//! - Layout: `events` (the global log, `position` is the rowid; a stream's
+//!   last version is the end of its range in the `(stream, stream_version)`
+//!   index, one seek), `checkpoints`, and `schema_migrations`; the schema
+//!   version is `PRAGMA user_version`.
 //!
 //! Several processes may open the same file: SQLite serialises their
 //! writers, and the writer notices foreign commits through

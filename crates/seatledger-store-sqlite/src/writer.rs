@@ -514,7 +514,6 @@ impl Writer {
                 insert_event(&mut insert, &mut self.head, &mut stored)?;
             }
             let last_version = first_version + count - 1;
-            set_stream_version(&self.conn, &append.stream, last_version)?;
             outcomes.push(AppendOutcome {
                 stream: append.stream,
                 first_version,
@@ -587,7 +586,6 @@ impl Writer {
             let current = stream_version(&self.conn, &event.stream)?;
             check_import_fits(&event, current, self.head.recorded_at)?;
             insert_event(&mut insert, &mut self.head, &mut event)?;
-            set_stream_version(&self.conn, &event.stream, event.stream_version)?;
             outcome.imported += 1;
         }
         Ok(outcome)
@@ -729,23 +727,15 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
     }))
 }
 
+/// The stream's last version: the end of its range in the `(stream,
+/// stream_version)` index, one seek.
 pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>, StoreError> {
     let doing = || format!("reading the version of stream `{stream}`");
-    let mut stmt = conn.prepare_cached("SELECT version FROM streams WHERE stream = ?1").context(doing)?;
+    let mut stmt = conn
+        .prepare_cached("SELECT stream_version FROM events WHERE stream = ?1 ORDER BY stream_version DESC LIMIT 1")
+        .context(doing)?;
     let version: Option<i64> = stmt.query_row([stream], |row| row.get(0)).optional().context(doing)?;
     version.map(|v| crate::rows::from_sql_int(v, format_args!("the version of stream `{stream}`"))).transpose()
-}
-
-fn set_stream_version(conn: &Connection, stream: &str, version: u64) -> Result<(), StoreError> {
-    let doing = || format!("setting the version of stream `{stream}` to {version}");
-    let mut stmt = conn
-        .prepare_cached(
-            "INSERT INTO streams (stream, version) VALUES (?1, ?2) \
-             ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
-        )
-        .context(doing)?;
-    stmt.execute((stream, to_sql_int(version, "stream version")?)).context(doing)?;
-    Ok(())
 }
 
 fn save_checkpoint(conn: &Connection, name: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {

@@ -364,6 +364,67 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     }
 }
 
+/// Schema version 1 kept each stream's last version in a `streams` table as
+/// well; version 2 drops it and reads the version from the end of the
+/// stream's range in the `(stream, stream_version)` index. A version 1 file
+/// (made here as version 1 left it: the same events, the table, user_version
+/// 1, no record of migration 2) opens, migrates, and its streams go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_file_is_migrated_and_its_streams_go_on() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let before = {
+        let store = open(&path);
+        append_numbered(&*store, 7).await;
+        everything(&*store).await
+    };
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE streams (stream TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+                 INSERT INTO streams (stream, version) SELECT stream, MAX(stream_version) FROM events GROUP BY stream;
+                 DELETE FROM schema_migrations WHERE version = 2;
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+        })
+        .expect("turning the file back into what version 1 wrote");
+
+    let store = open(&path);
+    assert_eq!(everything(&*store).await, before, "migrating changed the events");
+    // Seven appends round-robin over three streams: seat-0 got n = 0, 3, 6
+    // (versions 0 to 2), seat-1 and seat-2 two each (versions 0 and 1).
+    for (stream, last) in [("seat-0", 2), ("seat-1", 1), ("seat-2", 1)] {
+        assert_eq!(store.stream_version(stream).await.expect("stream_version failed"), Some(last), "{stream}");
+    }
+    assert_eq!(store.stream_version("seat-3").await.expect("stream_version failed"), None);
+    let stale = store.append(stream_append("seat-0", ExpectedVersion::Exact(1), new_events("late", 1))).await;
+    assert!(
+        matches!(&stale, Err(StoreError::Conflict { actual: Some(2), .. })),
+        "a stale version was not refused: {stale:?}"
+    );
+    let next = store
+        .append(stream_append("seat-0", ExpectedVersion::Exact(2), new_events("next", 2)))
+        .await
+        .expect("appending after the migration failed");
+    assert_eq!((next.first_version, next.last_version, next.first_position), (3, 4, 8));
+    drop(store);
+
+    let conn = rusqlite::Connection::open(&path).expect("opening the file");
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("reading user_version");
+    assert_eq!((version, SCHEMA_VERSION), (2, 2));
+    let recorded: Vec<i64> = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+        .expect("reading migrations");
+    assert_eq!(recorded, [1, 2]);
+    let tables: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'streams'", [], |row| row.get(0))
+        .expect("looking for the streams table");
+    assert_eq!(tables, 0, "the streams table outlived the migration");
+}
+
 #[tokio::test]
 async fn a_foreign_sqlite_file_is_refused() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
@@ -564,8 +625,8 @@ async fn opening_does_not_wait_for_another_writer() {
 
 /// A one-stream append runs without a savepoint of its own in a group: it is
 /// refused, if at all, before it writes. SQL that fails after it has begun
-/// writing (here a trigger makes the `streams` row of stream `doomed` fail,
-/// after its events went in) must leave nothing of it behind: alone, its
+/// writing (here a trigger refuses the second event of stream `doomed`,
+/// after its first went in) must leave nothing of it behind: alone, its
 /// transaction is rolled back; in a group, the whole group is, and every
 /// request of it is answered with the error. Whatever a request is told, the
 /// file agrees with it.
@@ -579,7 +640,7 @@ async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
     let other = rusqlite::Connection::open(&path).expect("opening a second connection");
     other
         .execute_batch(
-            "CREATE TRIGGER doomed BEFORE INSERT ON streams WHEN NEW.stream = 'doomed' \
+            "CREATE TRIGGER doomed BEFORE INSERT ON events WHEN NEW.stream = 'doomed' AND NEW.stream_version = 1 \
              BEGIN SELECT RAISE(ABORT, 'the test refuses this stream'); END;",
         )
         .expect("creating the trigger");
