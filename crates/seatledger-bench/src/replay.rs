@@ -90,31 +90,56 @@ pub struct ChildResult {
     pub compute_seconds: Option<f64>,
 }
 
-/// The audit log as its read-model writer keeps it
-/// (`seatledger-readmodels-postgres`): an entry is built for every event,
+/// A log projection as its read-model writer keeps it
+/// (`seatledger-readmodels-postgres` folds the audit log and the licence
+/// change log this way): an entry is built for every event that makes one,
 /// and the entries are handed on a page at a time (there, written to a
-/// table) instead of all being held in memory. The fold's cost is the
-/// whole audit log's; its memory is one page.
+/// table) instead of all being held in memory. The fold's cost is the whole
+/// log's; its memory is one page.
 #[derive(Debug, Default)]
-pub struct AuditPages {
-    page: seatledger_projections::audit::AuditLog,
+pub struct Paged<L> {
+    page: L,
     handed_on: u64,
 }
 
-/// Entries per page handed on: the read-model writer's page.
-const AUDIT_PAGE: usize = seatledger_store::MAX_READ_COUNT;
+/// A projection whose state is a list of entries, one page of it at a time.
+pub trait LogPage: Projection {
+    fn entries(&self) -> usize;
+    fn hand_on(&mut self);
+}
 
-impl Projection for AuditPages {
+impl LogPage for seatledger_projections::audit::AuditLog {
+    fn entries(&self) -> usize {
+        self.entries.len()
+    }
+    fn hand_on(&mut self) {
+        self.entries.clear();
+    }
+}
+
+impl LogPage for seatledger_projections::change_log::ChangeLog {
+    fn entries(&self) -> usize {
+        self.entries.len()
+    }
+    fn hand_on(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// Entries per page handed on: the read-model writer's page.
+const LOG_PAGE: usize = seatledger_store::MAX_READ_COUNT;
+
+impl<L: LogPage> Projection for Paged<L> {
     fn name(&self) -> &'static str {
-        "audit-log"
+        self.page.name()
     }
 
     fn apply(&mut self, event: &seatledger_projections::Recorded<'_>) {
         self.page.apply(event);
-        if self.page.entries.len() == AUDIT_PAGE {
+        if self.page.entries() == LOG_PAGE {
             std::hint::black_box(&self.page);
-            self.handed_on += self.page.entries.len() as u64;
-            self.page.entries.clear();
+            self.handed_on += LOG_PAGE as u64;
+            self.page.hand_on();
         }
     }
 }
@@ -123,8 +148,8 @@ pub fn all_projections() -> Vec<Box<dyn Projection>> {
     use seatledger_projections::*;
     vec![
         Box::new(licence_state::LicenceState::default()),
-        Box::new(change_log::ChangeLog::default()),
-        Box::new(AuditPages::default()),
+        Box::new(Paged::<change_log::ChangeLog>::default()),
+        Box::new(Paged::<audit::AuditLog>::default()),
         Box::new(directory::Directory::default()),
         Box::new(invoice::InvoiceInputs::default()),
         Box::new(notifications::Notifications::default()),
