@@ -228,12 +228,18 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
             result.invoices = Some(invoices);
             result.invoice_problems = Some(problems);
         }
-        // For profiling the writer: `child --mode batches --path NEW.db`.
-        "batches" => {
+        // For profiling the writer: `child --mode batches --path NEW.db`
+        // (30 appends of 10,000 events), or `batches:N` (300,000 events in
+        // appends of N).
+        batches if batches == "batches" || batches.starts_with("batches:") => {
+            let size = match batches.strip_prefix("batches:") {
+                Some(n) => n.parse::<usize>().context("`batches:N` takes a batch size")?.clamp(1, 300_000),
+                None => 10_000,
+            };
             let store = crate::ledger::open(db)?;
-            let (rate, _) = crate::ledger::batches(store.as_ref(), 10_000, 30).await?;
-            result.events = 300_000;
-            result.seconds = 300_000.0 / rate;
+            let (rate, _) = crate::ledger::batches(store.as_ref(), size, 300_000 / size).await?;
+            result.events = (300_000 / size * size) as u64;
+            result.seconds = result.events as f64 / rate;
         }
         "concurrent64" => {
             let store = crate::ledger::open(db)?;
