@@ -126,6 +126,24 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+/// Refuse to write on a file that a newer build has migrated since this
+/// store opened it (another process, still running this build, would
+/// otherwise fail on tables that are gone, with SQLite's own words). The
+/// writer asks this whenever another connection has written.
+pub(crate) fn check_still_known(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn
+        .prepare_cached("PRAGMA user_version")
+        .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+        .context(|| "reading the schema version".to_owned())?;
+    if version != SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "the file was migrated to schema version {version} by another build since this store opened it at \
+             version {SCHEMA_VERSION}; restart this process with a build that knows version {version}"
+        )));
+    }
+    Ok(())
+}
+
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let shown = path.display();
     // A file that is already ours and current needs no write lock: reading

@@ -399,7 +399,10 @@ impl Writer {
         let reloaded = data_version(&self.conn).and_then(|version| {
             if version != self.data_version {
                 // Another process appended (or saved a checkpoint): our
-                // cached head may be stale, and we hold the lock now.
+                // cached head may be stale, and we hold the lock now. It
+                // may also have been a newer build migrating the file, whose
+                // tables this build no longer knows.
+                crate::schema::check_still_known(&self.conn)?;
                 self.head = reload_head(&self.conn, self.head)?;
                 self.data_version = version;
                 tracing::debug!(head = self.head.position, "sqlite file changed by another connection; head reloaded");

@@ -425,6 +425,31 @@ async fn a_version_1_file_is_migrated_and_its_streams_go_on() {
     assert_eq!(tables, 0, "the streams table outlived the migration");
 }
 
+/// A process still running this build when a newer one migrates the file
+/// must stop writing, and say why, instead of failing on tables that are
+/// gone in SQLite's words. Here "the newer build" bumps the schema version
+/// behind the open store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_migrated_by_a_newer_build_while_open_is_no_longer_written() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let store = open(&path);
+    append_numbered(&*store, 2).await;
+    let newer = SCHEMA_VERSION + 1;
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| conn.execute_batch(&format!("PRAGMA user_version = {newer}")))
+        .expect("migrating the file behind the store's back");
+    let refused = store.append(stream_append("seat-0", ExpectedVersion::Exact(0), new_events("late", 1))).await;
+    match &refused {
+        Err(StoreError::Backend(message)) => {
+            assert!(message.contains(&format!("schema version {newer}")), "unclear error: {message}");
+            assert!(message.contains("restart"), "unclear error: {message}");
+        }
+        other => panic!("expected the append to be refused, got {other:?}"),
+    }
+    assert_eq!(store.head_position().await.expect("head_position failed"), 2, "a refused append wrote");
+}
+
 #[tokio::test]
 async fn a_foreign_sqlite_file_is_refused() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
