@@ -85,7 +85,10 @@ pub enum StreamsShape {
     /// stream's version (a seek in the `(stream, stream_version)` index) and
     /// the INSERT of all fifteen columns (the command-id probe and the
     /// event-id lookup are skipped for such ids since lever 18, and no
-    /// `streams` row is kept since lever 21). Left out is what is seatledger's own:
+    /// `streams` row is kept since lever 21; 64 tasks that draw their ids
+    /// before they queue can hand the writer an id below one it has just
+    /// stored, which it then looks up, so in that shape the row is a little
+    /// kinder to SQLite than the writer's work). Left out is what is seatledger's own:
     /// the hash chain (the link is a constant), the codec, the channel to
     /// a writer thread, the tasks.
     Seatledger,
