@@ -71,9 +71,7 @@ pub fn rusqlite_loop(dir: &Path, n: usize, batch: usize, payload: &str) -> anyho
     }
     let rate = (n * batch) as f64 / start.elapsed().as_secs_f64();
     drop(conn);
-    for suffix in ["", "-wal", "-shm"] {
-        std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
-    }
+    remove_database(&path);
     Ok((rate, Percentiles::of(&mut lat)))
 }
 
@@ -181,12 +179,7 @@ pub fn rusqlite_streams(
         tx.commit()?;
         lat.push(t.elapsed());
     }
-    let rate = appended as f64 / start.elapsed().as_secs_f64();
-    drop(conn);
-    for suffix in ["", "-wal", "-shm"] {
-        std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
-    }
-    Ok((rate, Percentiles::of(&mut lat)))
+    Ok(finish(conn, &path, appended as f64, start, lat))
 }
 
 /// The statements seatledger's SQLite writer runs for one single-event
@@ -259,9 +252,7 @@ pub fn rusqlite_seatledger_batches(
 ) -> anyhow::Result<(f64, Percentiles)> {
     let path = dir.join(format!("raw-rusqlite-seatledger-{batch}.db"));
     // A file left by an interrupted run would start the positions over.
-    for suffix in ["", "-wal", "-shm"] {
-        std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
-    }
+    remove_database(&path);
     drop(crate::ledger::open(&path)?);
     let mut conn = Connection::open(&path)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
@@ -287,12 +278,23 @@ pub fn rusqlite_seatledger_batches(
         tx.commit()?;
         lat.push(t.elapsed());
     }
-    let rate = appended as f64 / start.elapsed().as_secs_f64();
+    Ok(finish(conn, &path, appended as f64, start, lat))
+}
+
+/// Close a limit row's file and remove it: the row's events per second
+/// since `start`, and its per-COMMIT latencies.
+fn finish(conn: Connection, path: &Path, events: f64, start: Instant, mut lat: Vec<Duration>) -> (f64, Percentiles) {
+    let rate = events / start.elapsed().as_secs_f64();
     drop(conn);
+    remove_database(path);
+    (rate, Percentiles::of(&mut lat))
+}
+
+/// Remove a SQLite file and its WAL and shared-memory files, if there.
+fn remove_database(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
     }
-    Ok((rate, Percentiles::of(&mut lat)))
 }
 
 /// The replay limit: read a JSON Lines export of stored events, decode each
