@@ -378,18 +378,7 @@ async fn a_version_1_file_is_migrated_and_its_streams_go_on() {
         append_numbered(&*store, 7).await;
         everything(&*store).await
     };
-    rusqlite::Connection::open(&path)
-        .and_then(|conn| {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE streams (stream TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) STRICT, WITHOUT ROWID;
-                 INSERT INTO streams (stream, version) SELECT stream, MAX(stream_version) FROM events GROUP BY stream;
-                 DELETE FROM schema_migrations WHERE version = 2;
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-        })
-        .expect("turning the file back into what version 1 wrote");
+    back_to_version_1(&path);
 
     let store = open(&path);
     assert_eq!(everything(&*store).await, before, "migrating changed the events");
@@ -411,14 +400,65 @@ async fn a_version_1_file_is_migrated_and_its_streams_go_on() {
     assert_eq!((next.first_version, next.last_version, next.first_position), (3, 4, 8));
     drop(store);
 
-    let conn = rusqlite::Connection::open(&path).expect("opening the file");
+    assert_migrated_to_version_2(&path);
+}
+
+/// Two processes opening a version 1 file at once: one migrates it, the
+/// other finds it migrated, and both append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_opening_a_version_1_file_at_once_both_work() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    drop(open(&path));
+    back_to_version_1(&path);
+    let opening: Vec<_> = (0..2)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || SqliteStore::open(&path, clock()))
+        })
+        .collect();
+    let stores: Vec<SqliteStore> = opening
+        .into_iter()
+        .map(|t| t.join().expect("an opening thread panicked").expect("opening the version 1 file"))
+        .collect();
+    for (n, store) in stores.iter().enumerate() {
+        let stream = format!("opened-{n}");
+        store
+            .append(stream_append(&stream, ExpectedVersion::NoStream, new_events(&stream, 1)))
+            .await
+            .expect("appending after the migration failed");
+    }
+    drop(stores);
+    assert_migrated_to_version_2(&path);
+}
+
+/// Turn a file this build wrote into what schema version 1 left on disk:
+/// the same events, a `streams` table holding each stream's last version,
+/// user_version 1, and no record of migration 2.
+fn back_to_version_1(path: &Path) {
+    rusqlite::Connection::open(path)
+        .and_then(|conn| {
+            conn.execute_batch(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE streams (stream TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+                 INSERT INTO streams (stream, version) SELECT stream, MAX(stream_version) FROM events GROUP BY stream;
+                 DELETE FROM schema_migrations WHERE version = 2;
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+        })
+        .expect("turning the file back into what version 1 wrote");
+}
+
+fn assert_migrated_to_version_2(path: &Path) {
+    let conn = rusqlite::Connection::open(path).expect("opening the file");
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("reading user_version");
     assert_eq!((version, SCHEMA_VERSION), (2, 2));
     let recorded: Vec<i64> = conn
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
         .expect("reading migrations");
-    assert_eq!(recorded, [1, 2]);
+    assert_eq!(recorded, [1, 2], "migration 2 recorded once");
     let tables: i64 = conn
         .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'streams'", [], |row| row.get(0))
         .expect("looking for the streams table");
