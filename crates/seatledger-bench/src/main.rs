@@ -502,7 +502,7 @@ async fn run(
             let what = match mode {
                 "read" => "replay: read_all only",
                 "decode" => "replay: read_all + decode",
-                _ => "replay: read + decode + fold into all 7 projections (audit and change logs paged out)",
+                _ => "replay: read + decode + fold into all 7 read models (the directory made from the licence state; audit and change logs paged out)",
             };
             let mut row = Row::info("seatledger/sqlite", format!("{what} ({})", h.label), rate, "events/s")
                 .detail(format!(

@@ -144,13 +144,21 @@ impl<L: LogPage> Projection for Paged<L> {
     }
 }
 
+/// Every read model folded on its own, for `child --mode fold:NAME`.
 pub fn all_projections() -> Vec<Box<dyn Projection>> {
     use seatledger_projections::*;
+    let mut all: Vec<Box<dyn Projection>> =
+        vec![Box::new(licence_state::LicenceState::default()), Box::new(directory::Directory::default())];
+    all.extend(beside_the_licence_state());
+    all
+}
+
+/// The read models whose state is not the licence state's.
+fn beside_the_licence_state() -> Vec<Box<dyn Projection>> {
+    use seatledger_projections::*;
     vec![
-        Box::new(licence_state::LicenceState::default()),
         Box::new(Paged::<change_log::ChangeLog>::default()),
         Box::new(Paged::<audit::AuditLog>::default()),
-        Box::new(directory::Directory::default()),
         Box::new(invoice::InvoiceInputs::default()),
         Box::new(notifications::Notifications::default()),
         Box::new(reports::LicenceReports::default()),
@@ -195,15 +203,33 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
         }
         fold if fold == "fold" || fold.starts_with("fold:") => {
             let store = crate::ledger::open(db)?;
-            let only = fold.strip_prefix("fold:");
-            let mut projections: Vec<_> =
-                all_projections().into_iter().filter(|p| only.is_none_or(|o| p.name() == o)).collect();
-            anyhow::ensure!(!projections.is_empty(), "no projection is named {only:?}");
-            let mut refs: Vec<&mut dyn Projection> = projections.iter_mut().map(|p| p.as_mut() as _).collect();
-            let last = fold_known(store.as_ref(), AsOf::Head, &mut refs).await?;
+            let last = match fold.strip_prefix("fold:") {
+                // Every read model, as one process holding them all keeps
+                // them: the directory is the licence state seen through its
+                // queries (`Directory::from`, "the directory is the licence
+                // state fold" in projections/tests/directory.rs), so the
+                // licence state is folded once and the directory made from it.
+                None => {
+                    use seatledger_projections::{directory::Directory, licence_state::LicenceState};
+                    let mut state = LicenceState::default();
+                    let mut others = beside_the_licence_state();
+                    let mut refs: Vec<&mut dyn Projection> = vec![&mut state];
+                    refs.extend(others.iter_mut().map(|p| p.as_mut() as &mut dyn Projection));
+                    let last = fold_known(store.as_ref(), AsOf::Head, &mut refs).await?;
+                    std::hint::black_box((&Directory::from(state), &others));
+                    last
+                }
+                Some(name) => {
+                    let mut projections: Vec<_> = all_projections().into_iter().filter(|p| p.name() == name).collect();
+                    anyhow::ensure!(!projections.is_empty(), "no projection is named {name:?}");
+                    let mut refs: Vec<&mut dyn Projection> = projections.iter_mut().map(|p| p.as_mut() as _).collect();
+                    let last = fold_known(store.as_ref(), AsOf::Head, &mut refs).await?;
+                    std::hint::black_box(&projections);
+                    last
+                }
+            };
             result.seconds = start.elapsed().as_secs_f64();
             result.events = last;
-            std::hint::black_box(&projections);
         }
         "invoices" => {
             let month = Month::parse(month.context("--month is required")?).map_err(|e| anyhow::anyhow!("{e}"))?;
