@@ -126,10 +126,11 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Refuse to write on a file that a newer build has migrated since this
-/// store opened it (another process, still running this build, would
-/// otherwise fail on tables that are gone, with SQLite's own words). The
-/// writer asks this whenever another connection has written.
+/// Refuse to write on a file whose schema version is no longer the one this
+/// build opened it at — a newer build migrated it since, or somebody changed
+/// it by hand (otherwise this process would fail on tables that are gone,
+/// in SQLite's own words). The writer asks this once it has read the data
+/// version at open, and whenever another connection has written.
 pub(crate) fn check_still_known(conn: &Connection) -> Result<(), StoreError> {
     let version: i64 = conn
         .prepare_cached("PRAGMA user_version")
@@ -137,8 +138,9 @@ pub(crate) fn check_still_known(conn: &Connection) -> Result<(), StoreError> {
         .context(|| "reading the schema version".to_owned())?;
     if version != SCHEMA_VERSION {
         return Err(StoreError::Backend(format!(
-            "the file was migrated to schema version {version} by another build since this store opened it at \
-             version {SCHEMA_VERSION}; restart this process with a build that knows version {version}"
+            "the file's schema version is now {version}, not version {SCHEMA_VERSION} that this build knows and \
+             opened it at (another build migrated it, or it was changed by hand); stop writing and restart this \
+             process with a build that knows version {version}"
         )));
     }
     Ok(())

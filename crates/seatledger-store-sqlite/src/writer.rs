@@ -302,6 +302,9 @@ impl Writer {
         // reads then shows as a new version at the first BEGIN, and the head
         // is read again.
         let data_version = data_version(&conn)?;
+        // A newer build may have migrated the file between the schema check
+        // at open and the read above; that would not show as a new version.
+        crate::schema::check_still_known(&conn)?;
         let head = load_head(&conn)?;
         Ok(Self { checkpointer, conn, clock, head, data_version, watch, counters })
     }
