@@ -260,7 +260,8 @@ pub fn rusqlite_seatledger_batches(
     // checkpoints either, so for its few seconds the row is SQLite at its
     // best (a 10,000-event COMMIT writes about 1,250 WAL frames, and with
     // SQLite's default of 1,000 every COMMIT would copy them back too:
-    // 15 % slower, measured).
+    // medians 315,276 against 361,145 events/s in three alternations of
+    // `child --mode rawbatch:10000`, 13 % slower).
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let stream = "workspace-raw-batches";
     let mut lat = Vec::new();

@@ -90,12 +90,13 @@ pub struct ChildResult {
     pub compute_seconds: Option<f64>,
 }
 
-/// A log projection as its read-model writer keeps it
+/// A log projection kept as its read-model writer keeps it
 /// (`seatledger-readmodels-postgres` folds the audit log and the licence
-/// change log this way): an entry is built for every event that makes one,
-/// and the entries are handed on a page at a time (there, written to a
-/// table) instead of all being held in memory. The fold's cost is the whole
-/// log's; its memory is one page.
+/// change log into a fresh log for each page of 1,000 events it reads, and
+/// writes that to a table): an entry is built for every event that makes
+/// one, and the entries are handed on a page at a time instead of all
+/// being held in memory. The fold's cost is the whole log's; its memory is
+/// one page (here of up to 10,000 entries: more than the writer holds).
 #[derive(Debug, Default)]
 pub struct Paged<L> {
     page: L,
@@ -126,7 +127,7 @@ impl LogPage for seatledger_projections::change_log::ChangeLog {
     }
 }
 
-/// Entries per page handed on: the read-model writer's page.
+/// Entries per page handed on (the store's longest read page).
 const LOG_PAGE: usize = seatledger_store::MAX_READ_COUNT;
 
 impl<L: LogPage> Projection for Paged<L> {
@@ -136,9 +137,9 @@ impl<L: LogPage> Projection for Paged<L> {
 
     fn apply(&mut self, event: &seatledger_projections::Recorded<'_>) {
         self.page.apply(event);
-        if self.page.entries() == LOG_PAGE {
+        if self.page.entries() >= LOG_PAGE {
             std::hint::black_box(&self.page);
-            self.handed_on += LOG_PAGE as u64;
+            self.handed_on += self.page.entries() as u64;
             self.page.hand_on();
         }
     }
