@@ -69,10 +69,7 @@ pub fn rusqlite_loop(dir: &Path, n: usize, batch: usize, payload: &str) -> anyho
         tx.commit()?;
         lat.push(t.elapsed());
     }
-    let rate = (n * batch) as f64 / start.elapsed().as_secs_f64();
-    drop(conn);
-    remove_database(&path);
-    Ok((rate, Percentiles::of(&mut lat)))
+    Ok(finish(conn, &path, (n * batch) as f64, start, lat))
 }
 
 /// How [`rusqlite_streams`] lays out and writes its rows.
@@ -86,13 +83,13 @@ pub enum StreamsShape {
     /// `streams` row is kept since lever 21; 64 tasks that draw their ids
     /// before they queue can hand the writer an id below one it has just
     /// stored, which it then looks up, so in that shape the row is a little
-    /// kinder to SQLite than the writer's work). Left out is what is seatledger's own:
-    /// the hash chain (the link is a constant), the codec, the channel to
-    /// a writer thread, the tasks.
+    /// kinder to SQLite than the writer's work). Left out is what is
+    /// seatledger's own: the hash chain (the link is a constant), the codec,
+    /// the channel to a writer thread, the tasks.
     Seatledger,
     /// The least a one-row-per-event log can store: ids and the link as
-    /// BLOBs, the stream as a number, and the INSERT alone, with or without the `(stream, stream_version)` index that
-    /// reading a stream needs.
+    /// BLOBs, the stream as a number, and the INSERT alone, with or without
+    /// the `(stream, stream_version)` index that reading a stream needs.
     Compact { stream_index: bool },
 }
 

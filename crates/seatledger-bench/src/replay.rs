@@ -100,7 +100,6 @@ pub struct ChildResult {
 #[derive(Debug, Default)]
 pub struct Paged<L> {
     page: L,
-    handed_on: u64,
 }
 
 /// A projection whose state is a list of entries, one page of it at a time.
@@ -139,7 +138,6 @@ impl<L: LogPage> Projection for Paged<L> {
         self.page.apply(event);
         if self.page.entries() >= LOG_PAGE {
             std::hint::black_box(&self.page);
-            self.handed_on += self.page.entries() as u64;
             self.page.hand_on();
         }
     }
@@ -205,11 +203,13 @@ pub async fn child(mode: &str, db: &Path, month: Option<&str>) -> anyhow::Result
         fold if fold == "fold" || fold.starts_with("fold:") => {
             let store = crate::ledger::open(db)?;
             let last = match fold.strip_prefix("fold:") {
-                // Every read model, as one process holding them all keeps
-                // them: the directory is the licence state seen through its
-                // queries (`Directory::from`, "the directory is the licence
-                // state fold" in projections/tests/directory.rs), so the
-                // licence state is folded once and the directory made from it.
+                // Every read model, each state folded once: the directory is
+                // the licence state seen through its queries
+                // (`Directory::from`, `the_directory_is_the_licence_state_fold`
+                // in projections/tests/directory.rs), so it is made from the
+                // folded licence state at the end (lever 23; no process of
+                // the product keeps both today, `fold:directory` folds it
+                // alone).
                 None => {
                     use seatledger_projections::{directory::Directory, licence_state::LicenceState};
                     let mut state = LicenceState::default();

@@ -352,9 +352,7 @@ async fn a_newer_schema_is_refused_with_a_clear_error() {
     let path = dir.path().join("events.db");
     drop(open(&path));
     let newer = SCHEMA_VERSION + 1;
-    rusqlite::Connection::open(&path)
-        .and_then(|conn| conn.execute_batch(&format!("PRAGMA user_version = {newer}")))
-        .expect("bumping the schema version");
+    set_schema_version(&path, newer);
     match SqliteStore::open(&path, clock()) {
         Err(StoreError::Backend(message)) => {
             assert!(message.contains(&format!("schema version {newer}")), "unclear error: {message}");
@@ -432,6 +430,14 @@ async fn two_stores_opening_a_version_1_file_at_once_both_work() {
     assert_migrated_to_version_2(&path);
 }
 
+/// Set the file's schema version behind the store's back, as a newer build
+/// migrating it would.
+fn set_schema_version(path: &Path, version: i64) {
+    rusqlite::Connection::open(path)
+        .and_then(|conn| conn.execute_batch(&format!("PRAGMA user_version = {version}")))
+        .expect("setting the schema version");
+}
+
 /// Turn a file this build wrote into what schema version 1 left on disk:
 /// the same events, a `streams` table holding each stream's last version,
 /// user_version 1, and no record of migration 2.
@@ -476,9 +482,7 @@ async fn a_file_migrated_by_a_newer_build_while_open_is_no_longer_written() {
     let store = open(&path);
     append_numbered(&*store, 2).await;
     let newer = SCHEMA_VERSION + 1;
-    rusqlite::Connection::open(&path)
-        .and_then(|conn| conn.execute_batch(&format!("PRAGMA user_version = {newer}")))
-        .expect("migrating the file behind the store's back");
+    set_schema_version(&path, newer);
     // Refused, and refused again: the store does not write on after its
     // first refusal.
     for attempt in 0..2 {
