@@ -262,8 +262,8 @@ command_schemas! {
     }
 }
 
-fn manual() -> String {
-    "manual".to_owned()
+fn manual() -> smol_str::SmolStr {
+    smol_str::SmolStr::new_static("manual")
 }
 
 /// Deserialize the command's own fields, naming the field serde complains about.

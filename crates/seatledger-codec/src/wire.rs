@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use seatledger_domain::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::str::FromStr;
+use smol_str::SmolStr;
 
 /// A value that failed its checks, with the path of the field that held it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,13 +196,16 @@ impl Wire for Decimal {
     }
 }
 
+// Ids and enum names are short texts: read into a `SmolStr`, which keeps
+// up to 23 bytes inline, they cost no allocation between the payload and
+// the domain value.
 macro_rules! text_wire {
     ($($t:ty),*) => {$(
         impl Wire for $t {
-            type Repr = String;
-            fn to_wire(&self) -> Self::Repr { self.to_string() }
+            type Repr = SmolStr;
+            fn to_wire(&self) -> Self::Repr { SmolStr::new(self.as_str()) }
             fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
-                <$t>::from_str(&repr).map_err(FieldError::from)
+                <$t>::new(repr).map_err(FieldError::from)
             }
         }
     )*};
@@ -226,8 +229,8 @@ text_wire!(
 macro_rules! enum_wire {
     ($($t:ty),*) => {$(
         impl Wire for $t {
-            type Repr = String;
-            fn to_wire(&self) -> Self::Repr { self.as_str().to_owned() }
+            type Repr = SmolStr;
+            fn to_wire(&self) -> Self::Repr { SmolStr::new_static(self.as_str()) }
             fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
                 <$t>::parse(&repr).map_err(FieldError::from)
             }
@@ -435,8 +438,8 @@ wire_struct!(LineInput as LineInputRepr { name: String, value: String });
 pub struct InvoiceLineRepr {
     pub key: String,
     pub description: String,
-    pub sku: Option<String>,
-    pub subscription: Option<String>,
+    pub sku: Option<SmolStr>,
+    pub subscription: Option<SmolStr>,
     pub rule: String,
     pub formula: String,
     pub quantity: DecimalText,
@@ -571,31 +574,31 @@ document_wire!(NoteDocument as NoteDocumentRepr {
     inputs_digest: String => plain,
 });
 
-fn regular() -> String {
-    UserKind::Regular.as_str().to_owned()
+fn regular() -> SmolStr {
+    SmolStr::new_static(UserKind::Regular.as_str())
 }
 
-fn internal() -> String {
-    Audience::Internal.as_str().to_owned()
+fn internal() -> SmolStr {
+    SmolStr::new_static(Audience::Internal.as_str())
 }
 
 /// A pool on the wire: `{"sku": "HYBRID", "organization": "us"}`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolKeyRepr {
-    pub sku: String,
+    pub sku: SmolStr,
     #[serde(default)]
-    pub organization: Option<String>,
+    pub organization: Option<SmolStr>,
 }
 
 impl Wire for PoolKey {
     type Repr = PoolKeyRepr;
     fn to_wire(&self) -> Self::Repr {
         PoolKeyRepr {
-            sku: self.sku.to_string(),
+            sku: self.sku.to_wire(),
             organization: match &self.scope {
                 PoolScope::Workspace => None,
-                PoolScope::Organization(o) => Some(o.to_string()),
+                PoolScope::Organization(o) => Some(o.to_wire()),
             },
         }
     }
@@ -613,16 +616,16 @@ impl Wire for PoolKey {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ModuleTargetRepr {
-    User(String),
-    Group(String),
+    User(SmolStr),
+    Group(SmolStr),
 }
 
 impl Wire for ModuleTarget {
     type Repr = ModuleTargetRepr;
     fn to_wire(&self) -> Self::Repr {
         match self {
-            ModuleTarget::User(u) => ModuleTargetRepr::User(u.to_string()),
-            ModuleTarget::Group(g) => ModuleTargetRepr::Group(g.to_string()),
+            ModuleTarget::User(u) => ModuleTargetRepr::User(u.to_wire()),
+            ModuleTarget::Group(g) => ModuleTargetRepr::Group(g.to_wire()),
         }
     }
     fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
@@ -637,7 +640,7 @@ impl Wire for ModuleTarget {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuantityReasonRepr {
-    pub kind: String,
+    pub kind: SmolStr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger_event: Option<uuid::Uuid>,
 }
@@ -649,7 +652,7 @@ impl Wire for QuantityReason {
             QuantityReason::AutomaticTopUp { trigger_event } => Some(*trigger_event),
             _ => None,
         };
-        QuantityReasonRepr { kind: self.as_str().to_owned(), trigger_event }
+        QuantityReasonRepr { kind: SmolStr::new(self.as_str()), trigger_event }
     }
     fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
         match (repr.kind.as_str(), repr.trigger_event) {

@@ -330,6 +330,26 @@ fn unknown_types_versions_and_bad_payloads_are_named() {
     assert!(err.contains("field `group`") && err.contains("' '"), "{err}");
 }
 
+/// Ids are read into short inline texts (lever 24 in docs/benchmarks.md):
+/// an escaped id, one past the inline limit, one too long and one of another
+/// JSON type still read, or fail with the message they did.
+#[test]
+fn ids_read_the_same_escaped_long_or_of_the_wrong_type() {
+    let group = |payload: &str| match decode("GroupCreated", 1, payload) {
+        Ok(Event::GroupCreated { group, .. }) => Ok(group.as_str().to_owned()),
+        Ok(other) => panic!("decoded as {other:?}"),
+        Err(e) => Err(e.to_string()),
+    };
+    assert_eq!(group(r#"{"group":"g1","name":"x"}"#), Ok("g1".to_owned()));
+    let long = "g".repeat(64);
+    assert_eq!(group(&format!(r#"{{"group":"{long}","name":"x"}}"#)), Ok(long.clone()));
+    let err = group(&format!(r#"{{"group":"{long}g","name":"x"}}"#)).unwrap_err();
+    assert!(err.contains("field `group`") && err.contains("longer than 64"), "{err}");
+    // serde_json names the place, as it did for a `String`.
+    let err = group(r#"{"group":7,"name":"x"}"#).unwrap_err();
+    assert!(err.contains("invalid type: integer `7`, expected a string at line 1 column 10"), "{err}");
+}
+
 #[test]
 fn commands_round_trip_through_the_file_format() {
     let line = r#"{"command":"create_subscription","workspace":"acme","at":"2024-03-01T09:00:00Z","actor":"ops","command_id":"0190f0f0-0000-7000-8000-000000000001",

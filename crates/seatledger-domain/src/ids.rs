@@ -1,5 +1,8 @@
 //! Identifiers. Every id is a short text chosen by the caller (ids arrive
 //! inside commands; the domain never invents one), checked once when built.
+//! The text is a `SmolStr`: up to 23 bytes it is kept inline, so building,
+//! cloning and comparing the ids the projections key their maps by touches
+//! no heap (lever 24 in docs/benchmarks.md).
 
 use crate::error::InvalidValue;
 
@@ -10,7 +13,7 @@ macro_rules! text_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(smol_str::SmolStr);
 
         impl $name {
             /// What kind of id this is, for error messages.
@@ -18,10 +21,10 @@ macro_rules! text_id {
 
             /// Check and build the id: 1 to 64 characters of letters, digits,
             /// `.`, `_`, `-`, `:` or `@`.
-            pub fn new(text: impl Into<String>) -> Result<Self, InvalidValue> {
-                let text = text.into();
-                check_id(&text, $what)?;
-                Ok(Self(text))
+            pub fn new(text: impl AsRef<str>) -> Result<Self, InvalidValue> {
+                let text = text.as_ref();
+                check_id(text, $what)?;
+                Ok(Self(smol_str::SmolStr::new(text)))
             }
 
             pub fn as_str(&self) -> &str {
@@ -138,5 +141,32 @@ mod tests {
         // Too long and with an odd character: the length is named first.
         let err = UserId::new(format!("{} ", "a".repeat(64))).unwrap_err().to_string();
         assert!(err.contains("longer than 64"), "{err}");
+    }
+
+    /// Up to 23 bytes an id is kept inline, beyond that on the heap: either
+    /// way it is the same text, equal, ordered and hashed as that text.
+    #[test]
+    fn ids_are_their_text_on_both_sides_of_the_inline_limit() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let hash = |v: &dyn Fn(&mut DefaultHasher)| {
+            let mut h = DefaultHasher::new();
+            v(&mut h);
+            h.finish()
+        };
+        let texts = ["b".repeat(22), "b".repeat(23), "b".repeat(24), "a".repeat(64), "c".into(), "b".repeat(23) + "a"];
+        let ids: Vec<UserId> = texts.iter().map(|t| UserId::new(t.as_str()).unwrap()).collect();
+        for (id, text) in ids.iter().zip(&texts) {
+            assert_eq!(id.as_str(), text);
+            assert_eq!(id.to_string(), *text);
+            assert_eq!(id.clone(), *id);
+            assert_eq!(UserId::new(text.clone()).unwrap(), *id, "built from a String");
+            assert_eq!(hash(&|h| id.hash(h)), hash(&|h| text.as_str().hash(h)), "{text}");
+        }
+        for (a, x) in ids.iter().zip(&texts) {
+            for (b, y) in ids.iter().zip(&texts) {
+                assert_eq!(a.cmp(b), x.cmp(y), "{x} against {y}");
+            }
+        }
     }
 }
