@@ -343,9 +343,9 @@ fn history(workspaces: u32) -> Vec<StoredEvent> {
             let stored = StoredEvent {
                 position: 0,
                 id,
-                stream,
+                stream: stream.into(),
                 stream_version: *version,
-                event_type: encoded.event_type.to_owned(),
+                event_type: encoded.event_type.into(),
                 schema_version: encoded.schema_version,
                 recorded_at: f.at,
                 metadata: EventMetadata {

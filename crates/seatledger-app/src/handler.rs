@@ -296,13 +296,13 @@ impl CommandHandler {
                 let encoded = encode(event);
                 NewEvent {
                     id: self.ids.next_id(),
-                    event_type: encoded.event_type.to_owned(),
+                    event_type: encoded.event_type.into(),
                     schema_version: encoded.schema_version,
                     payload: encoded.payload,
                     metadata: EventMetadata {
                         effective_at: command.at,
-                        actor: meta.actor.clone(),
-                        channel: meta.channel.clone(),
+                        actor: meta.actor.as_str().into(),
+                        channel: meta.channel.as_str().into(),
                         correlation_id: meta.correlation_id,
                         causation_id: meta.causation_id,
                         command_id: Some(meta.command_id),

@@ -153,7 +153,7 @@ pub async fn check_file(
         }
         // An event at a version the store already holds must be that very
         // event (a resumed import); anything else is a version conflict.
-        if let Some(held) = stored_ids.get_mut(&event.stream).map(|h| h.id_at(event.stream_version)) {
+        if let Some(held) = stored_ids.get_mut(event.stream.as_str()).map(|h| h.id_at(event.stream_version)) {
             if let Some(held) = held {
                 if held != event.id {
                     rejected.push(ImportRejection {
@@ -169,7 +169,7 @@ pub async fn check_file(
         } else {
             let held = StoredIds::load(store, &event.stream, event.stream_version).await?;
             let conflict = held.id_at(event.stream_version).filter(|id| *id != event.id);
-            stored_ids.insert(event.stream.clone(), held);
+            stored_ids.insert(event.stream.to_string(), held);
             if let Some(other) = conflict {
                 rejected.push(ImportRejection {
                     line,
@@ -181,7 +181,7 @@ pub async fn check_file(
                 continue;
             }
         }
-        let expected = match next_version.get(&event.stream) {
+        let expected = match next_version.get(event.stream.as_str()) {
             Some(next) => *next,
             None => {
                 // The file may start a stream anywhere up to one past what
@@ -212,7 +212,7 @@ pub async fn check_file(
             });
             continue;
         }
-        next_version.insert(event.stream.clone(), expected + 1);
+        next_version.insert(event.stream.to_string(), expected + 1);
         events.push(event);
     }
     if !rejected.is_empty() && !continue_on_error {

@@ -38,7 +38,7 @@ fn one_stream_store() -> Arc<Wrapped> {
 
 async fn stream_and_types(store: &dyn EventStore) -> Vec<(String, u64, String)> {
     let all = store.read_all(0, 10_000).await.unwrap();
-    all.into_iter().map(|e| (e.stream, e.stream_version, e.event_type)).collect()
+    all.into_iter().map(|e| (e.stream.to_string(), e.stream_version, e.event_type.to_string())).collect()
 }
 
 #[tokio::test]

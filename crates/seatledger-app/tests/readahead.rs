@@ -35,13 +35,13 @@ fn new_event(event_type: &str, schema_version: u32, payload: String, at: DateTim
     let meta = CommandMeta::new("tester", "cli", uuid::Uuid::now_v7());
     NewEvent {
         id: uuid::Uuid::now_v7(),
-        event_type: event_type.to_owned(),
+        event_type: event_type.into(),
         schema_version,
         payload,
         metadata: EventMetadata {
             effective_at: at,
-            actor: meta.actor.clone(),
-            channel: meta.channel.clone(),
+            actor: meta.actor.as_str().into(),
+            channel: meta.channel.as_str().into(),
             correlation_id: meta.correlation_id,
             causation_id: None,
             command_id: None,

@@ -30,7 +30,7 @@ pub fn reservation(n: u64) -> NewEvent {
     let command = uuid::Uuid::now_v7();
     NewEvent {
         id: uuid::Uuid::now_v7(),
-        event_type: encoded.event_type.to_owned(),
+        event_type: encoded.event_type.into(),
         schema_version: encoded.schema_version,
         payload: encoded.payload,
         metadata: EventMetadata {

@@ -302,8 +302,8 @@ fn remove_database(path: &Path) {
 pub fn json_fold(file: &Path) -> anyhow::Result<(u64, Duration)> {
     let start = Instant::now();
     let reader = BufReader::with_capacity(1 << 20, std::fs::File::open(file)?);
-    let mut per_stream: HashMap<String, u64> = HashMap::new();
-    let mut per_type: HashMap<String, u64> = HashMap::new();
+    let mut per_stream: HashMap<smol_str::SmolStr, u64> = HashMap::new();
+    let mut per_type: HashMap<smol_str::SmolStr, u64> = HashMap::new();
     let mut bytes = 0u64;
     let mut events = 0u64;
     for line in reader.lines() {

@@ -96,8 +96,8 @@ impl<'a> Loader<'a> {
         }
         let metadata = EventMetadata {
             effective_at: at,
-            actor: envelope.actor.unwrap_or_default(),
-            channel: envelope.channel.unwrap_or_default(),
+            actor: envelope.actor.unwrap_or_default().into(),
+            channel: envelope.channel.unwrap_or_default().into(),
             correlation_id: envelope.correlation_id.unwrap_or(command_id),
             causation_id: envelope.causation_id,
             command_id: Some(command_id),
@@ -109,7 +109,7 @@ impl<'a> Loader<'a> {
                 self.event_seq += 1;
                 NewEvent {
                     id: event_id(at, self.event_seq),
-                    event_type: encoded.event_type.to_owned(),
+                    event_type: encoded.event_type.into(),
                     schema_version: encoded.schema_version,
                     payload: encoded.payload,
                     metadata: metadata.clone(),

@@ -145,7 +145,11 @@ impl KurrentDbStore {
                     .map(|e| {
                         (
                             e.id,
-                            EventLocation { stream: e.stream, stream_version: e.stream_version, position: e.position },
+                            EventLocation {
+                                stream: e.stream.into(),
+                                stream_version: e.stream_version,
+                                position: e.position,
+                            },
                         )
                     })
                     .collect();
@@ -319,7 +323,7 @@ impl KurrentDbStore {
 
 fn outcome_of_run((first, last): (StoredEvent, StoredEvent)) -> AppendOutcome {
     AppendOutcome {
-        stream: first.stream,
+        stream: first.stream.into(),
         first_version: first.stream_version,
         last_version: last.stream_version,
         first_position: first.position,

@@ -32,11 +32,11 @@ impl KurrentDbStore {
             event.metadata.effective_at = truncate_to_micros(event.metadata.effective_at);
             validate_imported(&event)?;
             let server_stream = self.names.ledger(&event.stream);
-            if !streams.contains_key(&event.stream) {
+            if !streams.contains_key(event.stream.as_str()) {
                 let tail = self.tail(what, &server_stream).await?;
-                streams.insert(event.stream.clone(), ImportStream { tail, known: HashMap::new() });
+                streams.insert(event.stream.to_string(), ImportStream { tail, known: HashMap::new() });
             }
-            let Some(state) = streams.get_mut(&event.stream) else {
+            let Some(state) = streams.get_mut(event.stream.as_str()) else {
                 return Err(StoreError::Corrupt(format!("import lost track of stream `{}`", event.stream)));
             };
             let next = state.tail.map_or(0, |t| t.version + 1);
@@ -103,7 +103,7 @@ impl KurrentDbStore {
         let mut reserved: HashSet<Uuid> = HashSet::new();
         for run in import_runs(writes) {
             let first = &run[0];
-            let stream = first.stream.clone();
+            let stream = first.stream.to_string();
             let server_stream = self.names.ledger(&stream);
             for event in &run {
                 let Some(command_id) = event.metadata.command_id else { continue };

@@ -356,9 +356,9 @@ fn exported(stream: &str, stream_version: u64, second: i64, payload: String) -> 
     StoredEvent {
         position: 0,
         id: Uuid::now_v7(),
-        stream: stream.to_owned(),
+        stream: stream.into(),
         stream_version,
-        event_type: "Exported".to_owned(),
+        event_type: "Exported".into(),
         schema_version: 1,
         recorded_at: at,
         metadata: event.metadata,

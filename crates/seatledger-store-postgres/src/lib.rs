@@ -482,7 +482,7 @@ impl EventStore for PostgresStore {
             Some(event) if event.position == head => BrokenLink {
                 position: event.position,
                 event_id: event.id,
-                stream: event.stream.clone(),
+                stream: event.stream.to_string(),
                 stream_version: event.stream_version,
                 reason: format!("the log head records hash {head_hash} for this position, not the event's own"),
             },

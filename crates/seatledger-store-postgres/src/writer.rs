@@ -800,10 +800,10 @@ async fn import(conn: &Conn, head: &mut Head, mut events: Vec<StoredEvent>) -> R
                 reason: format!("the id is already stored as version {version} of stream `{stream}`"),
             });
         }
-        check_import_fits(&event, current.get(&event.stream).copied(), head.recorded_at)?;
+        check_import_fits(&event, current.get(event.stream.as_str()).copied(), head.recorded_at)?;
         place(head, &mut event);
-        located.insert(event.id, (event.stream.clone(), event.stream_version));
-        current.insert(event.stream.clone(), event.stream_version);
+        located.insert(event.id, (event.stream.to_string(), event.stream_version));
+        current.insert(event.stream.to_string(), event.stream_version);
         if let Some(command_id) = event.metadata.command_id {
             match command_index.get(&command_id) {
                 Some(&index) => {
@@ -818,7 +818,7 @@ async fn import(conn: &Conn, head: &mut Head, mut events: Vec<StoredEvent>) -> R
                     commands.push((
                         command_id,
                         ImportedCommand {
-                            stream: event.stream.clone(),
+                            stream: event.stream.to_string(),
                             first_version: event.stream_version,
                             last_version: event.stream_version,
                             first_position: event.position,

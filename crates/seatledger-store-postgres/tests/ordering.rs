@@ -151,9 +151,9 @@ async fn concurrent_writers_in_separate_stores_make_one_gapless_chained_order() 
                 let expected_position = seen.last().map_or(1, |e| e.position + 1);
                 assert_eq!(event.position, expected_position, "the subscriber saw a gap or a repeat");
                 assert!(verifier.check(&event), "the chain breaks at position {}", event.position);
-                let next_version = versions.get(&event.stream).map_or(0, |v| v + 1);
+                let next_version = versions.get(event.stream.as_str()).map_or(0, |v| v + 1);
                 assert_eq!(event.stream_version, next_version, "stream `{}` out of order", event.stream);
-                versions.insert(event.stream.clone(), event.stream_version);
+                versions.insert(event.stream.to_string(), event.stream_version);
                 if target == u64::MAX {
                     seen_while_writing.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -184,7 +184,10 @@ async fn concurrent_writers_in_separate_stores_make_one_gapless_chained_order() 
     assert_eq!(ids, committed.events.keys().copied().collect::<HashSet<_>>(), "delivered ≠ committed");
     for event in &seen {
         let (stream, version, position) = &committed.events[&event.id];
-        assert_eq!((&event.stream, event.stream_version, event.position), (stream, *version, *position));
+        assert_eq!(
+            (event.stream.as_str(), event.stream_version, event.position),
+            (stream.as_str(), *version, *position)
+        );
     }
     // The subscriber read the same log a plain read does.
     assert_eq!(read_everything(&*reader).await, seen);

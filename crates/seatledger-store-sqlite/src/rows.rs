@@ -87,12 +87,12 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         position: from_sql_int(position, "a position")?,
         id: parse_uuid(text(1, "id")?, format_args!("the id of the event at position {position}"))?,
-        stream: text(2, "stream")?.to_owned(),
+        stream: text(2, "stream")?.into(),
         stream_version: from_sql_int(
             int(3, "stream_version")?,
             format_args!("the stream version of the event at position {position}"),
         )?,
-        event_type: text(4, "type")?.to_owned(),
+        event_type: text(4, "type")?.into(),
         schema_version: u32::try_from(schema_version).map_err(|_| {
             StoreError::Corrupt(format!(
                 "the schema version of the event at position {position} is stored as {schema_version}"
@@ -107,8 +107,8 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
                 int(7, "effective_at_us")?,
                 format_args!("effective_at of the event at position {position}"),
             )?,
-            actor: text(8, "actor")?.to_owned(),
-            channel: text(9, "channel")?.to_owned(),
+            actor: text(8, "actor")?.into(),
+            channel: text(9, "channel")?.into(),
             correlation_id: parse_uuid(
                 text(10, "correlation_id")?,
                 format_args!("the correlation id of the event at position {position}"),

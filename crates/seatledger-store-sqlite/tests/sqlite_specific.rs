@@ -762,7 +762,8 @@ async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
     for n in GOOD / 2..GOOD {
         assert!(!answered_ok.contains(&format!("good-{n}")), "good-{n} was committed with the doomed append's group");
     }
-    let stored: BTreeSet<String> = everything(&*store).await.into_iter().skip(1).map(|e| e.stream).collect();
+    let stored: BTreeSet<String> =
+        everything(&*store).await.into_iter().skip(1).map(|e| e.stream.to_string()).collect();
     assert_eq!(stored, answered_ok, "the file and the answers disagree");
     for n in 0..GOOD {
         let stream = format!("good-{n}");

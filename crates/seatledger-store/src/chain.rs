@@ -130,7 +130,7 @@ impl Verifier {
         let broken = |reason: String| BrokenLink {
             position: event.position,
             event_id: event.id,
-            stream: event.stream.clone(),
+            stream: event.stream.to_string(),
             stream_version: event.stream_version,
             reason,
         };
@@ -184,7 +184,7 @@ impl StreamVerifier {
         let broken = |reason: String| BrokenLink {
             position: event.position,
             event_id: event.id,
-            stream: event.stream.clone(),
+            stream: event.stream.to_string(),
             stream_version: event.stream_version,
             reason,
         };
@@ -193,7 +193,7 @@ impl StreamVerifier {
                 Some(broken(format!("position {} does not follow position {}", event.position, self.last_position)));
             return false;
         }
-        let (expected_version, previous) = match self.streams.get(&event.stream) {
+        let (expected_version, previous) = match self.streams.get(event.stream.as_str()) {
             Some(&(version, link)) => (version + 1, link),
             None => (0, GENESIS),
         };
@@ -207,7 +207,7 @@ impl StreamVerifier {
         let expected = stream_link(&previous, event);
         match parse_link(&event.hash) {
             Some(stored) if stored == expected => {
-                self.streams.insert(event.stream.clone(), (event.stream_version, stored));
+                self.streams.insert(event.stream.to_string(), (event.stream_version, stored));
                 self.checked += 1;
                 self.last_position = event.position;
                 true
@@ -277,15 +277,15 @@ mod tests {
         StoredEvent {
             position,
             id: Uuid::from_u128(u128::from(position)),
-            stream: stream.to_owned(),
+            stream: stream.into(),
             stream_version,
-            event_type: "Checked".to_owned(),
+            event_type: "Checked".into(),
             schema_version: 1,
             recorded_at: at,
             metadata: EventMetadata {
                 effective_at: at,
-                actor: "test".to_owned(),
-                channel: "test".to_owned(),
+                actor: "test".into(),
+                channel: "test".into(),
                 correlation_id: Uuid::nil(),
                 causation_id: None,
                 command_id: None,

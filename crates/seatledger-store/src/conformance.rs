@@ -208,8 +208,8 @@ pub fn manual_clock_start() -> DateTime<Utc> {
 pub fn metadata(command_id: Option<Uuid>) -> EventMetadata {
     EventMetadata {
         effective_at: instant(1_704_067_200, 987_654_321),
-        actor: "conformance".to_owned(),
-        channel: "test".to_owned(),
+        actor: "conformance".into(),
+        channel: "test".into(),
         correlation_id: Uuid::now_v7(),
         causation_id: Some(Uuid::now_v7()),
         command_id,
@@ -220,7 +220,7 @@ pub fn metadata(command_id: Option<Uuid>) -> EventMetadata {
 pub fn new_event(payload: &str) -> NewEvent {
     NewEvent {
         id: Uuid::now_v7(),
-        event_type: "ConformanceChecked".to_owned(),
+        event_type: "ConformanceChecked".into(),
         schema_version: 1,
         payload: payload.to_owned(),
         metadata: metadata(None),
@@ -939,9 +939,9 @@ pub async fn ten_thousand_events_in_one_append(store: Arc<dyn EventStore>) {
 pub async fn unicode_and_large_payload_round_trip(store: Arc<dyn EventStore>) {
     let stream = "licence-Zoë-東京-🚀";
     let mut unicode = new_event(r#"{"name":"Zoë 東京 🚀","note":"ñandú \"quoted\" \\ back\nslash","emoji":"👩🏽‍💻"}"#);
-    unicode.event_type = "LicenceÜbertragen".to_owned();
-    unicode.metadata.actor = "José Ñúñez-Ångström".to_owned();
-    unicode.metadata.channel = "portail-réglé".to_owned();
+    unicode.event_type = "LicenceÜbertragen".into();
+    unicode.metadata.actor = "José Ñúñez-Ångström".into();
+    unicode.metadata.channel = "portail-réglé".into();
 
     // About 512 KiB of mixed-width text, escapes included.
     let chunk = "Zoë 東京 🚀 \\\"x\\\" ";
@@ -1041,15 +1041,15 @@ fn exported(stream: &str, stream_version: u64, recorded_at: DateTime<Utc>, comma
     StoredEvent {
         position: 1_000 + stream_version,
         id: Uuid::now_v7(),
-        stream: stream.to_owned(),
+        stream: stream.into(),
         stream_version,
-        event_type: "Exported".to_owned(),
+        event_type: "Exported".into(),
         schema_version: 3,
         recorded_at,
         metadata: EventMetadata {
             effective_at: instant(1_600_000_000, 250_000),
-            actor: "Zoë the importer".to_owned(),
-            channel: "cli".to_owned(),
+            actor: "Zoë the importer".into(),
+            channel: "cli".into(),
             correlation_id: Uuid::now_v7(),
             causation_id: None,
             command_id,
@@ -1167,7 +1167,7 @@ pub async fn import_refuses_events_that_do_not_fit(store: Arc<dyn EventStore>) {
 
     if finds_event_ids_in_any_stream(&*store) {
         let mut moved = start.clone();
-        moved.stream = "elsewhere".to_owned();
+        moved.stream = "elsewhere".into();
         assert_invalid_import(store.import(vec![moved]).await, start.id, "an id stored in another stream");
     }
 

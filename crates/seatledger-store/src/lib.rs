@@ -35,6 +35,7 @@ pub mod subscription;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use smol_str::SmolStr;
 use uuid::Uuid;
 
 pub use clock::{Clock, SteppingClock, SystemClock};
@@ -102,9 +103,9 @@ pub struct EventMetadata {
     /// Business time: when the fact takes effect. May be backdated.
     pub effective_at: DateTime<Utc>,
     /// Who caused it (a user, an operator, a process manager).
-    pub actor: String,
+    pub actor: SmolStr,
     /// Through which channel it came (portal, provider, system, cli, api, …).
-    pub channel: String,
+    pub channel: SmolStr,
     /// Groups every event that one request caused.
     pub correlation_id: Uuid,
     /// The event (or command) that caused this one, when there is one.
@@ -119,7 +120,7 @@ pub struct NewEvent {
     /// UUIDv7, chosen by the writer so that a retry can be recognised.
     pub id: Uuid,
     /// The stable type name, independent of any Rust enum.
-    pub event_type: String,
+    pub event_type: SmolStr,
     /// The schema version of `payload`.
     pub schema_version: u32,
     /// The payload as JSON text (an object).
@@ -141,11 +142,11 @@ pub struct StoredEvent {
     /// Position in the global log (1-based).
     pub position: u64,
     pub id: Uuid,
-    pub stream: String,
+    pub stream: SmolStr,
     /// Version within the stream (0-based).
     pub stream_version: u64,
     #[serde(rename = "type")]
-    pub event_type: String,
+    pub event_type: SmolStr,
     pub schema_version: u32,
     /// Set by the store; never earlier than the event before it.
     pub recorded_at: DateTime<Utc>,
@@ -169,7 +170,7 @@ impl StoredEvent {
         StoredEvent {
             position: 0,
             id: event.id,
-            stream: stream.to_owned(),
+            stream: stream.into(),
             stream_version,
             event_type: event.event_type,
             schema_version: event.schema_version,

@@ -121,14 +121,14 @@ impl<'a> Staging<'a> {
         if let Some(&index) = self.ids.get(&id) {
             let e = &self.events[index];
             return Some(EventLocation {
-                stream: e.stream.clone(),
+                stream: e.stream.to_string(),
                 stream_version: e.stream_version,
                 position: e.position,
             });
         }
         self.state.ids.get(&id).map(|&position| {
             let e = self.state.event_at(position);
-            EventLocation { stream: e.stream.clone(), stream_version: e.stream_version, position }
+            EventLocation { stream: e.stream.to_string(), stream_version: e.stream_version, position }
         })
     }
 
@@ -148,7 +148,7 @@ impl<'a> Staging<'a> {
         let link = chain::link(&self.head.hash, &event);
         event.hash = chain::to_hex(&link);
         self.head = Head { position, hash: link, recorded_at: Some(event.recorded_at) };
-        self.stream_versions.insert(event.stream.clone(), event.stream_version);
+        self.stream_versions.insert(event.stream.to_string(), event.stream_version);
         if let Some(command_id) = event.metadata.command_id {
             record_command(&mut self.commands, self.state.commands.get(&command_id), command_id, &event);
         }
@@ -174,7 +174,7 @@ fn record_command(
 ) {
     let outcome = staged.entry(command_id).or_insert_with(|| {
         stored.cloned().unwrap_or_else(|| AppendOutcome {
-            stream: event.stream.clone(),
+            stream: event.stream.to_string(),
             first_version: event.stream_version,
             last_version: event.stream_version,
             first_position: event.position,
@@ -201,7 +201,7 @@ impl State {
     fn apply(&mut self, staged: Staged) {
         for event in staged.events {
             assert_eq!(event.position, self.events.len() as u64 + 1, "staged write does not follow the log");
-            let positions = self.streams.entry(event.stream.clone()).or_default();
+            let positions = self.streams.entry(event.stream.to_string()).or_default();
             assert_eq!(positions.len() as u64, event.stream_version, "staged write leaves a version gap");
             positions.push(event.position);
             self.ids.insert(event.id, event.position);

@@ -432,11 +432,11 @@ impl ExplainedEvent {
         Ok(Self {
             id: e.id,
             position: e.position,
-            event_type: e.event_type.clone(),
+            event_type: e.event_type.to_string(),
             effective_at: e.metadata.effective_at,
             recorded_at: e.recorded_at,
-            actor: e.metadata.actor.clone(),
-            channel: e.metadata.channel.clone(),
+            actor: e.metadata.actor.to_string(),
+            channel: e.metadata.channel.to_string(),
             summary: seatledger_projections::audit::describe(&event),
         })
     }
