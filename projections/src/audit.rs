@@ -11,6 +11,7 @@ use chrono::format::{Item, Numeric, Pad};
 use chrono::{DateTime, Utc};
 use seatledger_domain::*;
 use serde::{Deserialize, Serialize};
+use smol_str::{SmolStr, SmolStrBuilder};
 
 /// The most entries one page returns.
 pub const MAX_PAGE_SIZE: usize = 1_000;
@@ -19,16 +20,16 @@ pub const MAX_PAGE_SIZE: usize = 1_000;
 pub struct AuditEntry {
     pub position: u64,
     pub event_id: uuid::Uuid,
-    pub stream: String,
+    pub stream: SmolStr,
     pub stream_version: u64,
-    pub workspace: Option<String>,
-    pub event_type: String,
+    pub workspace: Option<SmolStr>,
+    pub event_type: SmolStr,
     pub recorded_at: DateTime<Utc>,
     pub effective_at: DateTime<Utc>,
-    pub actor: String,
-    pub channel: String,
+    pub actor: SmolStr,
+    pub channel: SmolStr,
     /// `kind:id` labels, such as `user:u1` or `sku:HYBRID`.
-    pub entities: Vec<String>,
+    pub entities: Vec<SmolStr>,
     pub summary: String,
 }
 
@@ -85,7 +86,7 @@ impl AuditQuery {
             && in_range(effective_at, self.effective_from, self.effective_until)
     }
 
-    fn matches_entities(&self, labels: &[String]) -> bool {
+    fn matches_entities(&self, labels: &[SmolStr]) -> bool {
         self.entity.as_ref().is_none_or(|wanted| {
             labels.iter().any(|label| {
                 label == wanted || (!wanted.contains(':') && label.split_once(':').is_some_and(|(_, id)| id == wanted))
@@ -145,24 +146,42 @@ impl Projection for AuditLog {
 
 /// The audit entry of one recorded event.
 pub fn entry(r: &Recorded<'_>) -> AuditEntry {
+    let (prefix, id) = r.stream.name_parts();
     AuditEntry {
         position: r.position,
         event_id: r.id,
-        stream: r.stream.name(),
+        stream: joined(&[prefix, id]),
         stream_version: r.stream_version,
-        workspace: r.stream.workspace().map(|w| w.as_str().to_owned()),
-        event_type: r.event_type.to_owned(),
+        workspace: r.stream.workspace().map(|w| SmolStr::new(w.as_str())),
+        event_type: SmolStr::new(r.event_type),
         recorded_at: r.recorded_at,
         effective_at: r.effective_at,
-        actor: r.actor.to_owned(),
-        channel: r.channel.to_owned(),
+        actor: SmolStr::new(r.actor),
+        channel: SmolStr::new(r.channel),
         entities: entity_labels(r.event),
         summary: describe(r.event),
     }
 }
 
-fn entity_labels(event: &Event) -> Vec<String> {
-    event.entities().iter().map(EntityRef::label).collect()
+/// Short texts (stream names, labels) kept inline up to 23 bytes: an entry's
+/// only allocations are its summary and its list of labels.
+fn joined(parts: &[&str]) -> SmolStr {
+    let mut text = SmolStrBuilder::new();
+    for part in parts {
+        text.push_str(part);
+    }
+    text.finish()
+}
+
+fn entity_labels(event: &Event) -> Vec<SmolStr> {
+    event
+        .entities()
+        .iter()
+        .map(|e| {
+            let (kind, id) = e.kind_and_id();
+            joined(&[kind, ":", id])
+        })
+        .collect()
 }
 
 /// One audit query answered in a single pass over the log.
@@ -480,8 +499,54 @@ fn plain(target: &ModuleTarget) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Minute, MINUTE};
+    use super::{entry, Minute, MINUTE};
+    use crate::Recorded;
     use chrono::{TimeZone, Utc};
+    use seatledger_domain::{Event, GroupId, StreamId, UserId, WorkspaceId};
+
+    /// An entry's stream name and labels are built inline (lever 26 in
+    /// docs/benchmarks.md); short or past the 23 bytes kept inline, they are
+    /// the texts the domain's own `String` builders give.
+    #[test]
+    fn entry_texts_are_the_domains_names_short_or_long() {
+        let at = Utc.with_ymd_and_hms(2024, 3, 1, 8, 0, 0).unwrap();
+        for (ws, group, user) in [
+            ("w", "g", "u"),
+            ("ws-0001", "g".repeat(18).as_str(), "u1"),
+            (&"w".repeat(64)[..], &"g".repeat(64)[..], &"u".repeat(40)[..]),
+        ] {
+            let workspace = WorkspaceId::new(ws).unwrap();
+            let event =
+                Event::GroupMemberAdded { group: GroupId::new(group).unwrap(), user: UserId::new(user).unwrap() };
+            for stream in
+                [StreamId::Workspace(workspace.clone()), StreamId::Outbox(workspace.clone()), StreamId::Catalog]
+            {
+                let actor = format!("{ws}@example");
+                let r = Recorded {
+                    position: 7,
+                    id: uuid::Uuid::nil(),
+                    stream: &stream,
+                    stream_version: 3,
+                    event_type: "GroupMemberAdded",
+                    recorded_at: at,
+                    effective_at: at,
+                    actor: &actor,
+                    channel: "portal",
+                    event: &event,
+                };
+                let e = entry(&r);
+                assert_eq!(e.stream, stream.name());
+                assert_eq!(e.workspace.as_deref(), stream.workspace().map(|w| w.as_str()));
+                assert_eq!(
+                    (e.event_type.as_str(), e.actor.as_str(), e.channel.as_str()),
+                    ("GroupMemberAdded", actor.as_str(), "portal")
+                );
+                let labels: Vec<String> = event.entities().iter().map(|x| x.label()).collect();
+                assert_eq!(e.entities, labels, "{ws} {group} {user}");
+                assert_eq!(labels[0], format!("group:{group}"));
+            }
+        }
+    }
 
     #[test]
     fn the_parsed_once_format_writes_what_the_format_string_writes() {

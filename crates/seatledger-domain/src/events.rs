@@ -259,7 +259,18 @@ pub enum EntityRef {
 impl EntityRef {
     /// `kind:id`, the form the audit filter takes.
     pub fn label(&self) -> String {
-        let (kind, id) = match self {
+        let (kind, id) = self.kind_and_id();
+        // Built in one allocation.
+        let mut label = String::with_capacity(kind.len() + 1 + id.len());
+        label.push_str(kind);
+        label.push(':');
+        label.push_str(id);
+        label
+    }
+
+    /// The two parts of [`EntityRef::label`]: its kind (`user`) and the id.
+    pub fn kind_and_id(&self) -> (&'static str, &str) {
+        match self {
             EntityRef::Sku(x) => ("sku", x.as_str()),
             EntityRef::Account(x) => ("account", x.as_str()),
             EntityRef::Organization(x) => ("organization", x.as_str()),
@@ -268,13 +279,7 @@ impl EntityRef {
             EntityRef::Subscription(x) => ("subscription", x.as_str()),
             EntityRef::Recipient(x) => ("recipient", x.as_str()),
             EntityRef::Activity(x) => ("activity", x.as_str()),
-        };
-        // Built in one allocation: every audit entry labels its entities.
-        let mut label = String::with_capacity(kind.len() + 1 + id.len());
-        label.push_str(kind);
-        label.push(':');
-        label.push_str(id);
-        label
+        }
     }
 }
 

@@ -65,17 +65,23 @@ impl StreamId {
 
     /// The stream's name in the store: `catalog` or `workspace-<id>`.
     pub fn name(&self) -> String {
-        let (prefix, id) = match self {
-            StreamId::Catalog => return Self::CATALOG.to_owned(),
-            StreamId::Workspace(id) => (Self::WORKSPACE_PREFIX, id),
-            StreamId::Invoices(id) => (Self::INVOICES_PREFIX, id),
-            StreamId::Outbox(id) => (Self::OUTBOX_PREFIX, id),
-        };
-        // Every audit entry names its stream: one allocation, no formatter.
-        let mut name = String::with_capacity(prefix.len() + id.as_str().len());
+        let (prefix, id) = self.name_parts();
+        // One allocation, no formatter.
+        let mut name = String::with_capacity(prefix.len() + id.len());
         name.push_str(prefix);
-        name.push_str(id.as_str());
+        name.push_str(id);
         name
+    }
+
+    /// The two halves of [`StreamId::name`]: a fixed prefix and the id (the
+    /// catalog's is all prefix), for a caller that builds the name its own way.
+    pub fn name_parts(&self) -> (&'static str, &str) {
+        match self {
+            StreamId::Catalog => (Self::CATALOG, ""),
+            StreamId::Workspace(id) => (Self::WORKSPACE_PREFIX, id.as_str()),
+            StreamId::Invoices(id) => (Self::INVOICES_PREFIX, id.as_str()),
+            StreamId::Outbox(id) => (Self::OUTBOX_PREFIX, id.as_str()),
+        }
     }
 
     /// Parse a stream name; `None` for streams that are not the domain's.

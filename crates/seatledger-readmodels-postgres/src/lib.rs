@@ -419,20 +419,21 @@ async fn write_audit(tx: &Transaction<'_>, audit: &AuditLog) -> Result<(), ReadM
         .await
         .map_err(db("preparing the audit insert"))?;
     for e in &audit.entries {
+        let entities: Vec<&str> = e.entities.iter().map(|label| label.as_str()).collect();
         tx.execute(
             &insert,
             &[
                 &(e.position as i64),
                 &e.event_id,
-                &e.stream,
+                &e.stream.as_str(),
                 &(e.stream_version as i64),
-                &e.workspace,
-                &e.event_type,
+                &e.workspace.as_deref(),
+                &e.event_type.as_str(),
                 &e.recorded_at,
                 &e.effective_at,
-                &e.actor,
-                &e.channel,
-                &e.entities,
+                &e.actor.as_str(),
+                &e.channel.as_str(),
+                &entities,
                 &e.summary,
             ],
         )

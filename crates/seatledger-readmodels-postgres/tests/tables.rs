@@ -98,10 +98,10 @@ fn expected_audit(audit: &AuditLog) -> Vec<(i64, uuid::Uuid, String, String, Str
             (
                 e.position as i64,
                 e.event_id,
-                e.event_type.clone(),
-                e.actor.clone(),
+                e.event_type.to_string(),
+                e.actor.to_string(),
                 e.summary.clone(),
-                e.entities.clone(),
+                e.entities.iter().map(|l| l.to_string()).collect(),
             )
         })
         .collect()

@@ -626,8 +626,8 @@ fn sku_history<'a>(entries: &'a [AuditEntry], sku: &str) -> Vec<&'a AuditEntry> 
     let sku_label = format!("sku:{sku}");
     let subscriptions: BTreeSet<&str> = entries
         .iter()
-        .filter(|e| e.event_type == "SubscriptionCreated" && e.entities.contains(&sku_label))
-        .flat_map(|e| e.entities.iter().filter(|l| l.starts_with("subscription:")).map(String::as_str))
+        .filter(|e| e.event_type == "SubscriptionCreated" && e.entities.iter().any(|l| *l == sku_label))
+        .flat_map(|e| e.entities.iter().filter(|l| l.starts_with("subscription:")).map(|l| l.as_str()))
         .collect();
     entries
         .iter()

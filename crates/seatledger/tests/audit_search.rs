@@ -56,10 +56,12 @@ async fn every_filter_and_page_size_gives_the_whole_log_s_pages() {
     fold_known(store.as_ref(), AsOf::Head, &mut [&mut log]).await.expect("folding the audit log");
     assert!(log.entries.len() > 100, "the seed scenarios should give a history worth paging");
 
-    let workspaces: BTreeSet<String> = log.entries.iter().filter_map(|e| e.workspace.clone()).collect();
-    let actors: BTreeSet<String> = log.entries.iter().map(|e| e.actor.clone()).collect();
-    let types: BTreeSet<String> = log.entries.iter().map(|e| e.event_type.clone()).collect();
-    let entities: BTreeSet<String> = log.entries.iter().flat_map(|e| e.entities.clone()).collect();
+    let workspaces: BTreeSet<String> =
+        log.entries.iter().filter_map(|e| e.workspace.as_ref().map(|w| w.to_string())).collect();
+    let actors: BTreeSet<String> = log.entries.iter().map(|e| e.actor.to_string()).collect();
+    let types: BTreeSet<String> = log.entries.iter().map(|e| e.event_type.to_string()).collect();
+    let entities: BTreeSet<String> =
+        log.entries.iter().flat_map(|e| e.entities.iter().map(|l| l.to_string())).collect();
     assert!(workspaces.len() > 1 && actors.len() > 2 && types.len() > 5 && entities.len() > 10);
     let middle = log.entries[log.entries.len() / 2].clone();
 
@@ -78,7 +80,7 @@ async fn every_filter_and_page_size_gives_the_whole_log_s_pages() {
     queries.push(AuditQuery {
         effective_from: Some(middle.effective_at - Duration::days(40)),
         effective_until: Some(middle.effective_at),
-        workspace: middle.workspace.clone(),
+        workspace: middle.workspace.as_ref().map(|w| w.to_string()),
         ..AuditQuery::default()
     });
     queries.push(AuditQuery { entity: Some("user:nobody-has-this-id".into()), ..AuditQuery::default() });

@@ -74,7 +74,7 @@ async fn run(s: &SeedScenario, entity_queries: &[String]) -> Actual {
         .collect();
     let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
     for e in audit.entries.iter().filter(|e| e.workspace.is_some()) {
-        *by_type.entry(e.event_type.clone()).or_default() += 1;
+        *by_type.entry(e.event_type.to_string()).or_default() += 1;
     }
     let queries: Vec<Value> = entity_queries
         .iter()
