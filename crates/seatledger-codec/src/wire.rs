@@ -652,7 +652,7 @@ impl Wire for QuantityReason {
             QuantityReason::AutomaticTopUp { trigger_event } => Some(*trigger_event),
             _ => None,
         };
-        QuantityReasonRepr { kind: SmolStr::new(self.as_str()), trigger_event }
+        QuantityReasonRepr { kind: SmolStr::new_static(self.as_str()), trigger_event }
     }
     fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
         match (repr.kind.as_str(), repr.trigger_event) {

@@ -331,8 +331,9 @@ fn unknown_types_versions_and_bad_payloads_are_named() {
 }
 
 /// Ids are read into short inline texts (lever 24 in docs/benchmarks.md):
-/// an escaped id, one past the inline limit, one too long and one of another
-/// JSON type still read, or fail with the message they did.
+/// an escaped id, ids at and one past the 23-byte inline limit, one of 64
+/// bytes, one too long and one of another JSON type still read, or fail with
+/// the message they did.
 #[test]
 fn ids_read_the_same_escaped_long_or_of_the_wrong_type() {
     let group = |payload: &str| match decode("GroupCreated", 1, payload) {
@@ -340,7 +341,12 @@ fn ids_read_the_same_escaped_long_or_of_the_wrong_type() {
         Ok(other) => panic!("decoded as {other:?}"),
         Err(e) => Err(e.to_string()),
     };
-    assert_eq!(group(r#"{"group":"g1","name":"x"}"#), Ok("g1".to_owned()));
+    // A JSON escape, decoded: `\u0031` is `1`.
+    assert_eq!(group(r#"{"group":"g\u0031","name":"x"}"#), Ok("g1".to_owned()));
+    for inline_or_not in [23, 24] {
+        let id = "g".repeat(inline_or_not);
+        assert_eq!(group(&format!(r#"{{"group":"{id}","name":"x"}}"#)), Ok(id));
+    }
     let long = "g".repeat(64);
     assert_eq!(group(&format!(r#"{{"group":"{long}","name":"x"}}"#)), Ok(long.clone()));
     let err = group(&format!(r#"{{"group":"{long}g","name":"x"}}"#)).unwrap_err();

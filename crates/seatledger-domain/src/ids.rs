@@ -21,10 +21,10 @@ macro_rules! text_id {
 
             /// Check and build the id: 1 to 64 characters of letters, digits,
             /// `.`, `_`, `-`, `:` or `@`.
-            pub fn new(text: impl AsRef<str>) -> Result<Self, InvalidValue> {
-                let text = text.as_ref();
-                check_id(text, $what)?;
-                Ok(Self(smol_str::SmolStr::new(text)))
+            pub fn new(text: impl Into<smol_str::SmolStr>) -> Result<Self, InvalidValue> {
+                let text = text.into();
+                check_id(&text, $what)?;
+                Ok(Self(text))
             }
 
             pub fn as_str(&self) -> &str {

@@ -43,16 +43,16 @@ pub(crate) fn event_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         position: from_sql_int(position, "a position")?,
         id: column(row, 1, &|| at("the id"))?,
-        stream: column::<String>(row, 2, &|| at("the stream"))?.into(),
+        stream: column::<&str>(row, 2, &|| at("the stream"))?.into(),
         stream_version: from_sql_int(column(row, 3, &|| at("the stream version"))?, &at("the stream version"))?,
-        event_type: column::<String>(row, 4, &|| at("the type"))?.into(),
+        event_type: column::<&str>(row, 4, &|| at("the type"))?.into(),
         schema_version: u32::try_from(schema_version)
             .map_err(|_| StoreError::Corrupt(format!("{} is {schema_version}", at("the schema version"))))?,
         recorded_at: column::<DateTime<Utc>>(row, 6, &|| at("recorded_at"))?,
         metadata: EventMetadata {
             effective_at: column::<DateTime<Utc>>(row, 7, &|| at("effective_at"))?,
-            actor: column::<String>(row, 8, &|| at("the actor"))?.into(),
-            channel: column::<String>(row, 9, &|| at("the channel"))?.into(),
+            actor: column::<&str>(row, 8, &|| at("the actor"))?.into(),
+            channel: column::<&str>(row, 9, &|| at("the channel"))?.into(),
             correlation_id: column(row, 10, &|| at("the correlation id"))?,
             causation_id: column::<Option<Uuid>>(row, 11, &|| at("the causation id"))?,
             command_id: column::<Option<Uuid>>(row, 12, &|| at("the command id"))?,
