@@ -117,12 +117,10 @@ pub fn rusqlite_streams(
     payload: &str,
 ) -> anyhow::Result<(f64, Percentiles)> {
     let path = dir.join(format!("raw-rusqlite-{streams}-streams.db"));
+    // A file left by an interrupted run would start the positions over.
+    remove_database(&path);
     let mut conn = match shape {
-        StreamsShape::Seatledger => {
-            // The store lays the file out and closes it; the rest is plain SQL.
-            drop(crate::ledger::open(&path)?);
-            Connection::open(&path)?
-        }
+        StreamsShape::Seatledger => seatledger_file(&path)?,
         StreamsShape::Compact { stream_index } => {
             let conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -250,8 +248,7 @@ pub fn rusqlite_seatledger_batches(
     let path = dir.join(format!("raw-rusqlite-seatledger-{batch}.db"));
     // A file left by an interrupted run would start the positions over.
     remove_database(&path);
-    drop(crate::ledger::open(&path)?);
-    let mut conn = Connection::open(&path)?;
+    let mut conn = seatledger_file(&path)?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // As seatledger's writer: no checkpoint inside a COMMIT. Nothing else
     // checkpoints either, so for its few seconds the row is SQLite at its
@@ -277,6 +274,13 @@ pub fn rusqlite_seatledger_batches(
         lat.push(t.elapsed());
     }
     Ok(finish(conn, &path, appended as f64, start, lat))
+}
+
+/// A file laid out by seatledger's store, which then closes it: the rest is
+/// plain SQL on one connection.
+fn seatledger_file(path: &Path) -> anyhow::Result<Connection> {
+    drop(crate::ledger::open(path)?);
+    Ok(Connection::open(path)?)
 }
 
 /// Close a limit row's file and remove it: the row's events per second

@@ -22,6 +22,7 @@
 
 use crate::{BrokenLink, ChainScope, EventStore, StoreError, StoredEvent, VerifyReport};
 use sha2::{Digest, Sha256};
+use smol_str::SmolStr;
 use std::collections::HashMap;
 
 /// The previous hash of the very first event.
@@ -169,7 +170,7 @@ impl Verifier {
 #[derive(Debug, Clone, Default)]
 pub struct StreamVerifier {
     /// Each stream's last checked version and its link.
-    streams: HashMap<String, (u64, [u8; 32])>,
+    streams: HashMap<SmolStr, (u64, [u8; 32])>,
     checked: u64,
     last_position: u64,
     first_broken: Option<BrokenLink>,
@@ -193,7 +194,7 @@ impl StreamVerifier {
                 Some(broken(format!("position {} does not follow position {}", event.position, self.last_position)));
             return false;
         }
-        let (expected_version, previous) = match self.streams.get(event.stream.as_str()) {
+        let (expected_version, previous) = match self.streams.get(&event.stream) {
             Some(&(version, link)) => (version + 1, link),
             None => (0, GENESIS),
         };
@@ -207,7 +208,7 @@ impl StreamVerifier {
         let expected = stream_link(&previous, event);
         match parse_link(&event.hash) {
             Some(stored) if stored == expected => {
-                self.streams.insert(event.stream.to_string(), (event.stream_version, stored));
+                self.streams.insert(event.stream.clone(), (event.stream_version, stored));
                 self.checked += 1;
                 self.last_position = event.position;
                 true

@@ -13,6 +13,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use smol_str::SmolStr;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
@@ -65,7 +66,7 @@ struct State {
     /// The global log; the event at position `p` is at index `p - 1`.
     events: Vec<StoredEvent>,
     /// The positions of each stream's events, indexed by stream version.
-    streams: HashMap<String, Vec<u64>>,
+    streams: HashMap<SmolStr, Vec<u64>>,
     /// Position of every stored event id.
     ids: HashMap<Uuid, u64>,
     /// The outcome each command id produced (never marked deduplicated).
@@ -91,7 +92,7 @@ impl State {
 struct Staging<'a> {
     state: &'a State,
     events: Vec<StoredEvent>,
-    stream_versions: HashMap<String, u64>,
+    stream_versions: HashMap<SmolStr, u64>,
     /// Index into `events` of every staged event id.
     ids: HashMap<Uuid, usize>,
     commands: HashMap<Uuid, AppendOutcome>,
@@ -148,7 +149,7 @@ impl<'a> Staging<'a> {
         let link = chain::link(&self.head.hash, &event);
         event.hash = chain::to_hex(&link);
         self.head = Head { position, hash: link, recorded_at: Some(event.recorded_at) };
-        self.stream_versions.insert(event.stream.to_string(), event.stream_version);
+        self.stream_versions.insert(event.stream.clone(), event.stream_version);
         if let Some(command_id) = event.metadata.command_id {
             record_command(&mut self.commands, self.state.commands.get(&command_id), command_id, &event);
         }
@@ -201,7 +202,7 @@ impl State {
     fn apply(&mut self, staged: Staged) {
         for event in staged.events {
             assert_eq!(event.position, self.events.len() as u64 + 1, "staged write does not follow the log");
-            let positions = self.streams.entry(event.stream.to_string()).or_default();
+            let positions = self.streams.entry(event.stream.clone()).or_default();
             assert_eq!(positions.len() as u64, event.stream_version, "staged write leaves a version gap");
             positions.push(event.position);
             self.ids.insert(event.id, event.position);
