@@ -30,7 +30,7 @@
 //!
 //! Definitions and decisions are documented in `docs/reports.md`.
 
-use crate::{Projection, Recorded};
+use crate::{Projection, Recorded, SmallMap};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeDelta, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 use seatledger_domain::*;
@@ -501,6 +501,8 @@ impl<T> Default for Steps<T> {
 
 impl<T: Copy> Steps<T> {
     fn push(&mut self, at: DateTime<Utc>, position: u64, value: T) {
+        // One slot for the first entry, as `invoice::timeline::Timeline` does.
+        self.entries.reserve_exact(usize::from(self.entries.capacity() == 0));
         let index = self.entries.partition_point(|e| (e.0, e.1) <= (at, position));
         self.entries.insert(index, (at, position, value));
     }
@@ -562,13 +564,13 @@ struct UserTrack {
     org: OrgId,
     /// From `UserAdded` on: the user exists.
     status: Steps<UserStatus>,
-    direct: BTreeMap<Sku, Steps<bool>>,
-    groups: BTreeMap<GroupId, Steps<bool>>,
+    direct: SmallMap<Sku, Steps<bool>>,
+    groups: SmallMap<GroupId, Steps<bool>>,
 }
 
 #[derive(Debug, Clone, Default)]
 struct GroupTrack {
-    modules: BTreeMap<Sku, Steps<bool>>,
+    modules: SmallMap<Sku, Steps<bool>>,
     /// Everyone who was ever a member.
     members_ever: BTreeSet<UserId>,
 }
@@ -830,8 +832,8 @@ impl WorkspaceTrack {
                 let mut track = UserTrack {
                     org: org.clone(),
                     status: Steps::default(),
-                    direct: BTreeMap::new(),
-                    groups: BTreeMap::new(),
+                    direct: SmallMap::new(),
+                    groups: SmallMap::new(),
                 };
                 track.status.push(at, position, *status);
                 self.users.insert(user.clone(), track);
@@ -1205,6 +1207,19 @@ mod tests {
 
     fn d(y: i32, m: u32, day: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    #[test]
+    fn a_first_step_takes_one_slot_and_later_ones_keep_their_order() {
+        let at = |day: u32| d(2024, 3, day).and_hms_opt(9, 0, 0).unwrap().and_utc();
+        let mut steps = Steps::default();
+        steps.push(at(10), 1, 5u32);
+        assert_eq!(steps.entries.capacity(), 1, "one entry, one slot");
+        steps.push(at(20), 2, 8);
+        // Recorded last, effective first.
+        steps.push(at(5), 3, 2);
+        assert_eq!(steps.instants().collect::<Vec<_>>(), [at(5), at(10), at(20)]);
+        assert_eq!((steps.at(at(4)), steps.at(at(6)), steps.at(at(25))), (None, Some(2), Some(8)));
     }
 
     #[test]

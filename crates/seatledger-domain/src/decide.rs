@@ -782,6 +782,7 @@ fn dependants<'a>(
 ) -> impl Iterator<Item = &'a crate::state::Subscription> + 'a {
     ws.subscriptions
         .values()
+        .map(|s| &**s)
         .filter(move |s| s.terms.parent.as_ref() == Some(parent) && s.end_date().is_none_or(|d| d > today))
 }
 

@@ -190,7 +190,10 @@ pub struct Workspace {
     pub users: BTreeMap<UserId, User>,
     pub usernames: BTreeMap<String, UserId>,
     pub groups: BTreeMap<GroupId, Group>,
-    pub subscriptions: BTreeMap<SubscriptionId, Subscription>,
+    /// Boxed: a subscription takes about 700 bytes, and a map node holds
+    /// eleven values inline however few a workspace has (docs/benchmarks.md,
+    /// lever 28).
+    pub subscriptions: BTreeMap<SubscriptionId, Box<Subscription>>,
     pub settings: BTreeMap<PoolKey, LicenceSettings>,
     pub alerts_raised: BTreeSet<PoolKey>,
     pub recipients: BTreeMap<RecipientId, Recipient>,
@@ -306,14 +309,14 @@ impl Workspace {
             Event::SubscriptionCreated { terms } => {
                 self.subscriptions.insert(
                     terms.subscription.clone(),
-                    Subscription {
+                    Box::new(Subscription {
                         quantity: terms.quantity,
                         trial: terms.trial,
                         deactivate_on: terms.deactivate_on,
                         ended_on: None,
                         last_order: terms.order.clone(),
                         terms: (**terms).clone(),
-                    },
+                    }),
                 );
             }
             Event::QuantityChanged { subscription, pool, from, to, reason, order, .. } => {

@@ -129,6 +129,7 @@ impl Ctx<'_> {
             .filter(|s| &s.terms.account == account && &s.terms.sku == sku)
             .filter(|s| self.days.iter().any(|d| s.is_live_on(*d)))
             .min_by_key(|s| (s.terms.effective_start, s.terms.subscription.clone()))
+            .map(|s| &**s)
     }
 
     /// The account a user's use of `sku` is billed to. Single: the one

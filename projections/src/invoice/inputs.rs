@@ -3,7 +3,7 @@
 //! modules, subscription quantities, activity, accounts and the org tree.
 
 use super::timeline::Timeline;
-use crate::Recorded;
+use crate::{Recorded, SmallMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use seatledger_domain::*;
 use sha2::{Digest, Sha256};
@@ -16,9 +16,9 @@ pub struct UserInputs {
     pub status: Timeline<UserStatus>,
     pub kind: Timeline<(UserKind, Audience)>,
     /// Direct module assignments: true while assigned.
-    pub modules: BTreeMap<Sku, Timeline<bool>>,
+    pub modules: SmallMap<Sku, Timeline<bool>>,
     /// Group membership: true while a member.
-    pub groups: BTreeMap<GroupId, Timeline<bool>>,
+    pub groups: SmallMap<GroupId, Timeline<bool>>,
     /// Qualifying activity for monthly active users.
     pub reservations: Vec<(DateTime<Utc>, uuid::Uuid)>,
     pub occurrences: Vec<(NaiveDate, uuid::Uuid)>,
@@ -94,8 +94,10 @@ pub struct WorkspaceInputs {
     pub accounts: BTreeMap<AccountId, AccountInputs>,
     pub orgs: BTreeMap<OrgId, (Option<OrgId>, Option<AccountId>)>,
     pub users: BTreeMap<UserId, UserInputs>,
-    pub group_modules: BTreeMap<GroupId, BTreeMap<Sku, Timeline<bool>>>,
-    pub subscriptions: BTreeMap<SubscriptionId, SubscriptionInputs>,
+    pub group_modules: BTreeMap<GroupId, SmallMap<Sku, Timeline<bool>>>,
+    /// Boxed: a subscription's inputs take about 700 bytes, and a map node
+    /// holds eleven values inline however few a workspace has.
+    pub subscriptions: BTreeMap<SubscriptionId, Box<SubscriptionInputs>>,
     pub memberships: BTreeMap<MembershipId, MembershipInputs>,
     /// Running SHA-256 over the ids of this workspace's events.
     pub digest: Sha256,
@@ -219,14 +221,14 @@ fn apply_workspace(ws: &mut WorkspaceInputs, r: &Recorded<'_>) {
             quantity.push(super::timeline::day_start(terms.effective_start).min(at), pos, terms.quantity, id);
             ws.subscriptions.insert(
                 terms.subscription.clone(),
-                SubscriptionInputs {
+                Box::new(SubscriptionInputs {
                     terms: (**terms).clone(),
                     created_event: id,
                     quantity,
                     deactivate_on: terms.deactivate_on.map(|d| (d, id)),
                     trial_ended: None,
                     ended_on: None,
-                },
+                }),
             );
         }
         Event::QuantityChanged { subscription, to, .. } => {
@@ -255,8 +257,8 @@ fn apply_workspace(ws: &mut WorkspaceInputs, r: &Recorded<'_>) {
                 org: org.clone(),
                 status: Timeline::default(),
                 kind: Timeline::default(),
-                modules: BTreeMap::new(),
-                groups: BTreeMap::new(),
+                modules: SmallMap::new(),
+                groups: SmallMap::new(),
                 reservations: vec![],
                 occurrences: vec![],
                 punches: vec![],
