@@ -152,7 +152,7 @@ pub fn entry(r: &Recorded<'_>) -> AuditEntry {
         event_id: r.id,
         stream: joined(&[prefix, id]),
         stream_version: r.stream_version,
-        workspace: r.stream.workspace().map(|w| SmolStr::new(w.as_str())),
+        workspace: r.stream.workspace().map(WorkspaceId::to_smol_str),
         event_type: SmolStr::new(r.event_type),
         recorded_at: r.recorded_at,
         effective_at: r.effective_at,

@@ -30,6 +30,12 @@ macro_rules! text_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// The text as a `SmolStr` of its own: a copy when inline, the
+            /// same shared text beyond 23 bytes; never a new allocation.
+            pub fn to_smol_str(&self) -> smol_str::SmolStr {
+                self.0.clone()
+            }
         }
 
         impl std::fmt::Display for $name {
@@ -168,5 +174,15 @@ mod tests {
                 assert_eq!(a.cmp(b), x.cmp(y), "{x} against {y}");
             }
         }
+    }
+
+    #[test]
+    fn an_ids_own_text_is_shared_beyond_the_inline_limit() {
+        let short = UserId::new("b".repeat(23)).unwrap();
+        let long = UserId::new("a".repeat(64)).unwrap();
+        assert_eq!((short.to_smol_str().as_str(), long.to_smol_str().as_str()), (short.as_str(), long.as_str()));
+        assert!(!short.to_smol_str().is_heap_allocated(), "23 bytes stay inline");
+        // Beyond 23 bytes the text is the id's own, not a copy.
+        assert!(std::ptr::eq(long.to_smol_str().as_str(), long.as_str()));
     }
 }

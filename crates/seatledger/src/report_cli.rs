@@ -484,16 +484,16 @@ fn additions_sheet(sheet: &mut Worksheet, additions: &[Addition], f: &Formats) -
     for (i, a) in additions.iter().enumerate() {
         let row = u32::try_from(i + 1)?;
         sheet.write_string(row, 0, a.effective_at.format("%Y-%m-%d %H:%M:%S").to_string()).map_err(xlsx)?;
-        sheet.write_string(row, 1, &a.sku).map_err(xlsx)?;
+        sheet.write_string(row, 1, a.sku.as_str()).map_err(xlsx)?;
         sheet.write_string(row, 2, a.organization.as_deref().unwrap_or("")).map_err(xlsx)?;
         sheet.write_string(row, 3, a.kind.as_str()).map_err(xlsx)?;
         sheet.write_number(row, 4, a.licences as f64).map_err(xlsx)?;
         sheet.write_number(row, 5, a.from).map_err(xlsx)?;
         sheet.write_number(row, 6, a.to).map_err(xlsx)?;
-        sheet.write_string(row, 7, &a.ordered_by).map_err(xlsx)?;
-        sheet.write_string(row, 8, &a.actor).map_err(xlsx)?;
+        sheet.write_string(row, 7, a.ordered_by.as_str()).map_err(xlsx)?;
+        sheet.write_string(row, 8, a.actor.as_str()).map_err(xlsx)?;
         sheet.write_string(row, 9, a.order_reference.as_deref().unwrap_or("")).map_err(xlsx)?;
-        sheet.write_string(row, 10, &a.subscription).map_err(xlsx)?;
+        sheet.write_string(row, 10, a.subscription.as_str()).map_err(xlsx)?;
         sheet.write_string(row, 11, a.trigger_event.map(|t| t.to_string()).unwrap_or_default()).map_err(xlsx)?;
     }
     sheet.set_column_width(0, 20).map_err(xlsx)?;
