@@ -232,10 +232,12 @@ fn fold_runs_text(median: &replay::ChildResult, runs: &[replay::ChildResult]) ->
     format!("median of {} runs ({} events/s){cpu}", rates.len(), rates.join(" / "))
 }
 
-/// User-space CPU seconds per event of a child's whole run (every thread:
-/// opening the store, reading, decoding, folding; NaN when unknown).
-fn user_per_event(r: &replay::ChildResult) -> f64 {
-    r.user_seconds.map_or(f64::NAN, |user| user / r.events.max(1) as f64)
+/// User-space and kernel CPU seconds per event of a child's whole run
+/// (every thread: opening the store, reading, decoding, folding; NaN when
+/// unknown).
+fn cpu_per_event(r: &replay::ChildResult) -> (f64, f64) {
+    let per_event = |seconds: Option<f64>| seconds.map_or(f64::NAN, |s| s / r.events.max(1) as f64);
+    (per_event(r.user_seconds), per_event(r.system_seconds))
 }
 
 /// Params of a history spread over many workspaces: `pools` seat pools
@@ -518,7 +520,7 @@ async fn run(
                 row = row.target("≥ 1,500,000 events/s", rate >= 1_500_000.0);
                 fold_rates.push(rate);
                 fold_peaks.push(r.peak_rss);
-                fold_user.push(user_per_event(&r));
+                fold_user.push(cpu_per_event(&r));
             }
             rows.push(row);
         }
@@ -548,8 +550,8 @@ async fn run(
         .unwrap_or(f64::NAN);
     let mut growth = vec![(histories[0].load.events, fold_rates.first().copied().unwrap_or(0.0), decode_big, compute)];
     let mut growth_memory = vec![(histories[0].load.events, fold_peaks.first().copied().unwrap_or(0))];
-    // (events, user CPU seconds per event of the median fold's whole child)
-    let mut growth_cpu = vec![(histories[0].load.events, fold_user.first().copied().unwrap_or(f64::NAN))];
+    // (events, (user, system) CPU seconds per event of the median fold's whole child)
+    let mut growth_cpu = vec![(histories[0].load.events, fold_user.first().copied().unwrap_or((f64::NAN, f64::NAN)))];
     let mut sizes = vec![(small, num(f64::from(small)))];
     if with_10m && !quick {
         sizes.push((10_000_000, "10M".to_owned()));
@@ -558,8 +560,11 @@ async fn run(
         let db = d.join(format!("growth-{events}.db"));
         say(format!("growth: building {label}"));
         let h = replay::build(&label, spread(events / 100), &db).await?;
-        // The 10M point takes most of a minute a run: once is enough there.
-        let (f, _) = replay::spawn_fold_median(&db, if events > 1_000_000 { 1 } else { FOLD_RUNS })?;
+        // Every point is the median of as many runs as the 1M point, the
+        // 10M one too: its first run pays for memory the guest has never
+        // touched (docs/benchmarks.md, runs W, X and Y), as the first run at
+        // 1M does, and a lone run would be compared with medians.
+        let (f, _) = replay::spawn_fold_median(&db, FOLD_RUNS)?;
         let r = replay::spawn_child("decode", &db, None)?;
         let i = replay::spawn_child("invoices", &db, Some(month))?;
         growth.push((
@@ -569,7 +574,7 @@ async fn run(
             i.compute_seconds.unwrap_or(f64::NAN),
         ));
         growth_memory.push((h.load.events, f.peak_rss));
-        growth_cpu.push((h.load.events, user_per_event(&f)));
+        growth_cpu.push((h.load.events, cpu_per_event(&f)));
         std::fs::remove_file(&db).ok();
     }
     growth.sort_by_key(|g| g.0);
@@ -593,11 +598,7 @@ async fn run(
     let inv_ratio = (hi.3 / hi.0 as f64) / (lo.3 / lo.0 as f64);
     rows.push(
         Row::info("seatledger/sqlite", "cost growth: fold time per event, largest ÷ smallest history", fold_ratio, "×")
-            .detail(format!(
-                "{} (each fold the median of {FOLD_RUNS} runs{})",
-                lines.join("; "),
-                if with_10m && !quick { ", 10M once" } else { "" }
-            ))
+            .detail(format!("{} (each fold the median of {FOLD_RUNS} runs)", lines.join("; ")))
             .target("linear or better (≤ 1.3×)", fold_ratio <= 1.3)
             .extra(serde_json::json!({
                 "points [events, fold/s, decode/s, invoice s]": growth,
@@ -609,7 +610,7 @@ async fn run(
     // identical runs.
     growth_cpu.sort_by_key(|g| g.0);
     let (cpu_lo, cpu_hi) = (growth_cpu[0], growth_cpu[growth_cpu.len() - 1]);
-    let cpu_ratio = cpu_hi.1 / cpu_lo.1;
+    let cpu_ratio = cpu_hi.1 .0 / cpu_lo.1 .0;
     rows.push(
         Row::info(
             "seatledger/sqlite",
@@ -620,12 +621,15 @@ async fn run(
         .detail(
             growth_cpu
                 .iter()
-                .map(|(events, user)| format!("{} events: {:.2} µs", num(*events as f64), user * 1e6))
+                .map(|(events, (user, system))| {
+                    format!("{} events: {:.2} µs (system {:.2} µs)", num(*events as f64), user * 1e6, system * 1e6)
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
-                + " (counted in the kernel's 10 ms ticks: coarse below a second of fold)",
+                + " (counted in the kernel's 10 ms ticks: coarse below a second of fold; system time is \
+                   mostly the kernel handing out fresh memory)",
         )
-        .extra(serde_json::json!({ "points [events, user CPU s per event]": growth_cpu })),
+        .extra(serde_json::json!({ "points [events, [user, system] CPU s per event]": growth_cpu })),
     );
     rows.push(Row::info(
         "seatledger/sqlite",
