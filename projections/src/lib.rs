@@ -22,13 +22,16 @@ pub mod reports;
 use chrono::{DateTime, Utc};
 use seatledger_domain::{Event, StreamId};
 
-/// A map that is small by nature: the modules a user holds, the groups a
-/// user is in, the modules a group grants. Kept as one sorted vector, it
-/// takes one allocation sized to its entries, where a `BTreeMap` takes a
-/// node of eleven slots even for one entry (a projection keeps several per
-/// user; see docs/benchmarks.md, lever 28). Lookups are binary searches, an
-/// insert moves the entries after it: not for maps that grow with a
-/// workspace (its users, its groups' members), which stay `BTreeMap`s.
+/// A map that is small by nature: the modules a user holds or a group
+/// grants (bounded by the catalogue), the groups a user is in. Kept as one
+/// sorted vector, it takes four slots for its first entries and grows by
+/// doubling, where a `BTreeMap` takes a node of eleven slots even for one
+/// entry (a projection keeps several per user; see docs/benchmarks.md,
+/// lever 28). Lookups are binary searches; an insert moves the entries
+/// after it, so a user who joins g groups costs O(g²) moves over the
+/// history: nothing at the tens a user is in, a fraction of a second at
+/// ten thousand. Not for maps that grow with a workspace (its users, its
+/// groups' members), which stay `BTreeMap`s.
 pub type SmallMap<K, V> = litemap::LiteMap<K, V>;
 
 /// One recorded event, decoded, with the envelope fields projections use.
@@ -90,22 +93,22 @@ mod tests {
     use super::SmallMap;
     use seatledger_domain::Sku;
 
-    /// Invoice lines and reports walk a user's modules in key order, as they
-    /// did when the map was a `BTreeMap`.
     fn sku(text: &str) -> Sku {
         Sku::new(text).expect("a valid SKU")
     }
 
+    /// Invoice lines and reports walk a user's modules in key order, as they
+    /// did when the map was a `BTreeMap`.
     #[test]
     fn a_small_map_keeps_its_keys_in_order_whatever_the_insertion_order() {
         let mut map: SmallMap<Sku, u32> = SmallMap::new();
-        for (value, text) in [(0, "SEAT"), (1, "AI"), (2, "REPORTS"), (3, "HYBRID")] {
+        for (value, text) in [(1, "SEAT"), (2, "AI"), (3, "REPORTS"), (4, "HYBRID")] {
             *map.entry(sku(text)).or_default() += value;
         }
         *map.entry(sku("AI")).or_default() += 10;
         let walked: Vec<(&str, u32)> = map.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        assert_eq!(walked, [("AI", 11), ("HYBRID", 3), ("REPORTS", 2), ("SEAT", 0)]);
-        assert_eq!(map.get(&sku("REPORTS")), Some(&2));
+        assert_eq!(walked, [("AI", 12), ("HYBRID", 4), ("REPORTS", 3), ("SEAT", 1)]);
+        assert_eq!(map.get(&sku("REPORTS")), Some(&3));
         assert_eq!(map.get(&sku("NONE")), None);
     }
 }

@@ -1217,7 +1217,7 @@ mod tests {
         let at = |day: u32| d(2024, 3, day).and_hms_opt(9, 0, 0).unwrap().and_utc();
         let mut steps = Steps::default();
         steps.push(at(10), 1, 5u32);
-        assert_eq!(steps.entries.capacity(), 1, "one entry, one slot");
+        assert!(steps.entries.capacity() < 4, "one entry, not the four slots a vector starts with");
         steps.push(at(20), 2, 8);
         // Recorded last, effective first.
         steps.push(at(5), 3, 2);

@@ -491,7 +491,7 @@ async fn run(
     let month = "2024-12";
     let mut fold_rates = vec![];
     let mut fold_peaks = vec![];
-    let mut fold_user = vec![];
+    let mut fold_cpu = vec![];
     for h in &histories {
         for mode in ["read", "decode", "fold"] {
             say(format!("replay {mode}: {}", h.label));
@@ -520,7 +520,7 @@ async fn run(
                 row = row.target("≥ 1,500,000 events/s", rate >= 1_500_000.0);
                 fold_rates.push(rate);
                 fold_peaks.push(r.peak_rss);
-                fold_user.push(cpu_per_event(&r));
+                fold_cpu.push(cpu_per_event(&r));
             }
             rows.push(row);
         }
@@ -551,7 +551,7 @@ async fn run(
     let mut growth = vec![(histories[0].load.events, fold_rates.first().copied().unwrap_or(0.0), decode_big, compute)];
     let mut growth_memory = vec![(histories[0].load.events, fold_peaks.first().copied().unwrap_or(0))];
     // (events, (user, system) CPU seconds per event of the median fold's whole child)
-    let mut growth_cpu = vec![(histories[0].load.events, fold_user.first().copied().unwrap_or((f64::NAN, f64::NAN)))];
+    let mut growth_cpu = vec![(histories[0].load.events, fold_cpu.first().copied().unwrap_or((f64::NAN, f64::NAN)))];
     let mut sizes = vec![(small, num(f64::from(small)))];
     if with_10m && !quick {
         sizes.push((10_000_000, "10M".to_owned()));
@@ -609,8 +609,8 @@ async fn run(
     // event, against the kernel time for fresh memory, which moves between
     // identical runs.
     growth_cpu.sort_by_key(|g| g.0);
-    let (cpu_lo, cpu_hi) = (growth_cpu[0], growth_cpu[growth_cpu.len() - 1]);
-    let cpu_ratio = cpu_hi.1 .0 / cpu_lo.1 .0;
+    let ((_, (user_lo, _)), (_, (user_hi, _))) = (growth_cpu[0], growth_cpu[growth_cpu.len() - 1]);
+    let cpu_ratio = user_hi / user_lo;
     rows.push(
         Row::info(
             "seatledger/sqlite",

@@ -152,7 +152,7 @@ mod tests {
     fn a_first_entry_takes_one_slot_and_later_ones_keep_their_order() {
         let mut tl = Timeline::default();
         tl.push(t(10, 9), 1, 5u32, uuid::Uuid::from_u128(1));
-        assert_eq!(tl.entries.capacity(), 1, "one entry, one slot");
+        assert!(tl.entries.capacity() < 4, "one entry, not the four slots a vector starts with");
         tl.push(t(20, 9), 2, 8, uuid::Uuid::from_u128(2));
         tl.push(t(5, 9), 3, 2, uuid::Uuid::from_u128(3));
         let values: Vec<u32> = tl.during(t(1, 0), t(31, 0)).copied().collect();
