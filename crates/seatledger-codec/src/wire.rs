@@ -203,7 +203,7 @@ macro_rules! text_wire {
     ($($t:ty),*) => {$(
         impl Wire for $t {
             type Repr = SmolStr;
-            fn to_wire(&self) -> Self::Repr { SmolStr::new(self.as_str()) }
+            fn to_wire(&self) -> Self::Repr { self.to_smol_str() }
             fn from_wire(repr: Self::Repr) -> Result<Self, FieldError> {
                 <$t>::new(repr).map_err(FieldError::from)
             }
