@@ -79,8 +79,9 @@ pub enum StreamsShape {
     /// writer runs for a single-event append of fresh uuid v7 ids: the
     /// stream's version (a seek in the `(stream, stream_version)` index) and
     /// the INSERT of all fifteen columns (the command-id probe and the
-    /// event-id lookup are skipped for such ids since lever 18, and no
-    /// `streams` row is kept since lever 21; 64 tasks that draw their ids
+    /// event-id lookup are skipped for such ids since lever 18, no
+    /// `streams` row is updated since lever 21, and since lever 30 the
+    /// stream is a number the writer already knows; 64 tasks that draw their ids
     /// before they queue can hand the writer an id below one it has just
     /// stored, which it then looks up, so in that shape the row is a little
     /// kinder to SQLite than the writer's work). Left out is what is
@@ -138,6 +139,13 @@ pub fn rusqlite_streams(
     };
     conn.pragma_update(None, "synchronous", "FULL")?;
     let names: Vec<String> = (0..streams).map(|s| format!("workspace-raw-{s}")).collect();
+    // seatledger's writer knows a stream's number once it has seen it.
+    let numbers = match shape {
+        StreamsShape::Seatledger => {
+            names.iter().map(|name| new_stream(&conn, name)).collect::<anyhow::Result<Vec<_>>>()?
+        }
+        StreamsShape::Compact { .. } => Vec::new(),
+    };
     let mut lat = Vec::new();
     let mut appended = 0usize;
     let start = Instant::now();
@@ -150,7 +158,7 @@ pub fn rusqlite_streams(
             let position = i64::try_from(appended)?;
             let (id, command) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
             match shape {
-                StreamsShape::Seatledger => seatledger_append(&tx, position, &names[stream], id, command, payload)?,
+                StreamsShape::Seatledger => seatledger_append(&tx, position, numbers[stream], id, command, payload)?,
                 StreamsShape::Compact { .. } => {
                     tx.prepare_cached(
                         "INSERT INTO events (position, id, stream, stream_version, type, schema_version, \
@@ -177,12 +185,20 @@ pub fn rusqlite_streams(
     Ok(finish(conn, &path, appended as f64, start, lat))
 }
 
+/// A stream's row in seatledger's `streams` table, as its writer adds one:
+/// the number its events are stored under.
+fn new_stream(conn: &Connection, name: &str) -> anyhow::Result<i64> {
+    conn.execute("INSERT INTO streams (name) VALUES (?1)", [name])?;
+    Ok(conn.last_insert_rowid())
+}
+
 /// The statements seatledger's SQLite writer runs for one single-event
-/// append, on its own schema (see `crates/seatledger-store-sqlite/src/writer.rs`).
+/// append to a stream whose number it knows, on its own schema (see
+/// `crates/seatledger-store-sqlite/src/writer.rs`).
 fn seatledger_append(
     tx: &Connection,
     position: i64,
-    stream: &str,
+    stream: i64,
     id: uuid::Uuid,
     command: uuid::Uuid,
     payload: &str,
@@ -196,7 +212,7 @@ fn seatledger_append(
 
 /// The stream's next version, as the writer reads it: one seek to the end
 /// of the stream's range in the `(stream, stream_version)` index.
-fn next_version(tx: &Connection, stream: &str) -> anyhow::Result<i64> {
+fn next_version(tx: &Connection, stream: i64) -> anyhow::Result<i64> {
     use rusqlite::OptionalExtension;
     let current: Option<i64> = tx
         .prepare_cached("SELECT stream_version FROM events WHERE stream = ?1 ORDER BY stream_version DESC LIMIT 1")?
@@ -205,11 +221,12 @@ fn next_version(tx: &Connection, stream: &str) -> anyhow::Result<i64> {
     Ok(current.map_or(0, |v| v + 1))
 }
 
-/// The writer's INSERT of one event, all fifteen columns, ids as text.
+/// The writer's INSERT of one event, all fifteen columns, ids and the link
+/// as BLOBs, the stream as its number.
 fn insert_seatledger_row(
     tx: &Connection,
     position: i64,
-    stream: &str,
+    stream: i64,
     version: i64,
     id: uuid::Uuid,
     command: uuid::Uuid,
@@ -222,13 +239,13 @@ fn insert_seatledger_row(
     )?
     .execute(rusqlite::params![
         position,
-        id.to_string(),
+        &id.as_bytes()[..],
         stream,
         version,
         1_700_000_000_000_000 + position,
-        command.to_string(),
+        &command.as_bytes()[..],
         payload,
-        "0".repeat(64)
+        &[0u8; 32][..]
     ])?;
     Ok(())
 }
@@ -257,7 +274,7 @@ pub fn rusqlite_seatledger_batches(
     // medians 315,276 against 361,145 events/s in three alternations of
     // `child --mode rawbatch:10000`, 13 % slower).
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    let stream = "workspace-raw-batches";
+    let stream = new_stream(&conn, "workspace-raw-batches")?;
     let mut lat = Vec::new();
     let mut appended = 0i64;
     let start = Instant::now();

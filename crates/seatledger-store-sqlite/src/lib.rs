@@ -15,7 +15,9 @@
 //!   threads; they see committed data only and never wait for the writer.
 //! - Layout: `events` (the global log, `position` is the rowid; a stream's
 //!   last version is the end of its range in the `(stream, stream_version)`
-//!   index, one seek), `checkpoints`, and `schema_migrations`; the schema
+//!   index, one seek), `streams` (each stream's name once, and the number
+//!   `events` keeps instead), `checkpoints`, and `schema_migrations`; the
+//!   view `event_log` shows the log with its streams' names. The schema
 //!   version is `PRAGMA user_version`.
 //!
 //! Several processes may open the same file: SQLite serialises their
@@ -218,13 +220,13 @@ impl EventStore for SqliteStore {
         }
         let (sql, from) = match direction {
             Direction::Forwards => match i64::try_from(from) {
-                Ok(from) => ("stream_version >= ?2 ORDER BY stream_version ASC", from),
+                Ok(from) => ("e.stream_version >= ?2 ORDER BY e.stream_version ASC", from),
                 // No version is that large.
                 Err(_) => return Ok(Vec::new()),
             },
             // u64::MAX (or anything past the end) reads from the end.
             Direction::Backwards => {
-                ("stream_version <= ?2 ORDER BY stream_version DESC", i64::try_from(from).unwrap_or(i64::MAX))
+                ("e.stream_version <= ?2 ORDER BY e.stream_version DESC", i64::try_from(from).unwrap_or(i64::MAX))
             }
         };
         let stream = stream.to_owned();
@@ -232,7 +234,10 @@ impl EventStore for SqliteStore {
             .run(move |conn| {
                 let doing = || format!("reading stream `{stream}`");
                 let mut stmt = conn
-                    .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ?1 AND {sql} LIMIT ?3"))
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM streams AS s CROSS JOIN events AS e \
+                         WHERE s.name = ?1 AND e.stream = s.number AND {sql} LIMIT ?3"
+                    ))
                     .context(doing)?;
                 let limit = to_sql_int(count as u64, "read count")?;
                 let mut rows = stmt.query((stream.as_str(), from, limit)).context(doing)?;
@@ -262,7 +267,8 @@ impl EventStore for SqliteStore {
                 let doing = || format!("reading the log after position {after}");
                 let mut stmt = conn
                     .prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+                        "SELECT {EVENT_COLUMNS} FROM events AS e CROSS JOIN streams AS s \
+                         WHERE e.position > ?1 AND s.number = e.stream ORDER BY e.position LIMIT ?2"
                     ))
                     .context(doing)?;
                 let limit = to_sql_int(count as u64, "read count")?;

@@ -1,7 +1,8 @@
 //! How events, ids and times are laid out in SQLite, and back.
 //!
-//! Uuids are stored as canonical lowercase hyphenated text (readable with the
-//! `sqlite3` shell when an auditor looks at the file), times as whole
+//! Uuids are stored as their 16 bytes and hash links as their 32 (BLOBs), a
+//! stream as the number of its row in `streams` (the `event_log` view spells
+//! them as text, for an auditor reading the file with `sqlite3`), times as whole
 //! microseconds since the Unix epoch, and the store's `u64`s as SQLite's
 //! signed 64-bit integers, refusing anything that does not fit either way.
 
@@ -12,9 +13,12 @@ use seatledger_store::{EventMetadata, StoreError, StoredEvent};
 use std::fmt::Display;
 use uuid::Uuid;
 
-/// The columns of `events`, in the order [`event_from_row`] reads them.
-pub(crate) const EVENT_COLUMNS: &str = "position, id, stream, stream_version, type, schema_version, \
-     recorded_at_us, effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash";
+/// The columns of an event, in the order [`event_from_row`] reads them,
+/// from `events AS e` and its stream's row `streams AS s` (the stream by its
+/// name).
+pub(crate) const EVENT_COLUMNS: &str = "e.position, e.id, s.name, e.stream_version, e.type, e.schema_version, \
+     e.recorded_at_us, e.effective_at_us, e.actor, e.channel, e.correlation_id, e.causation_id, e.command_id, \
+     e.payload, e.hash";
 
 /// Wrap a rusqlite error with what the store was doing when it failed.
 pub(crate) trait Context<T> {
@@ -49,14 +53,28 @@ pub(crate) fn from_micros(us: i64, what: impl Display) -> Result<DateTime<Utc>, 
         .ok_or_else(|| StoreError::Corrupt(format!("{what} is stored as {us} µs, out of the representable range")))
 }
 
-/// A uuid as the text the store keeps, written into `buffer` (one from
-/// `Uuid::encode_buffer()`, which is always long enough).
-pub(crate) fn uuid_str(id: Uuid, buffer: &mut [u8]) -> &str {
-    id.hyphenated().encode_lower(buffer)
+/// A uuid as the BLOB the store keeps.
+pub(crate) fn uuid_blob(id: &Uuid) -> &[u8] {
+    id.as_bytes()
 }
 
-pub(crate) fn parse_uuid(text: &str, what: impl Display) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|e| StoreError::Corrupt(format!("{what} is stored as {text:?}, not a uuid: {e}")))
+/// A stored BLOB as a uuid; anything but 16 bytes means the file is damaged.
+pub(crate) fn parse_uuid(bytes: &[u8], what: impl Display) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("{what} is stored as {}, not a uuid", shown(bytes))))
+}
+
+/// A stored BLOB as a hash link; anything but 32 bytes means the file is damaged.
+pub(crate) fn parse_link(bytes: &[u8], what: impl Display) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("{what} is stored as {}, not a 32-byte link", shown(bytes))))
+}
+
+/// A damaged value for a message: its length, and its bytes as hex (the first 64).
+fn shown(bytes: &[u8]) -> String {
+    let hex: String = bytes.iter().take(64).map(|b| format!("{b:02x}")).collect();
+    let unit = if bytes.len() == 1 { "byte" } else { "bytes" };
+    format!("{} {unit} ({hex}{})", bytes.len(), if bytes.len() > 64 { "…" } else { "" })
 }
 
 /// Read a row selected with [`EVENT_COLUMNS`] into a checked event.
@@ -72,21 +90,24 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let text = |index: usize, column: &'static str| -> Result<&str, StoreError> {
         get(index, column)?.as_str().map_err(|e| column_error(column, Some(position), e.into()))
     };
-    let optional_text = |index: usize, column: &'static str| -> Result<Option<&str>, StoreError> {
-        get(index, column)?.as_str_or_null().map_err(|e| column_error(column, Some(position), e.into()))
+    let blob = |index: usize, column: &'static str| -> Result<&[u8], StoreError> {
+        get(index, column)?.as_blob().map_err(|e| column_error(column, Some(position), e.into()))
+    };
+    let optional_blob = |index: usize, column: &'static str| -> Result<Option<&[u8]>, StoreError> {
+        get(index, column)?.as_blob_or_null().map_err(|e| column_error(column, Some(position), e.into()))
     };
     let int = |index: usize, column: &'static str| -> Result<i64, StoreError> {
         get(index, column)?.as_i64().map_err(|e| column_error(column, Some(position), e.into()))
     };
     let optional_uuid = |index: usize, column: &'static str| -> Result<Option<Uuid>, StoreError> {
-        optional_text(index, column)?
-            .map(|t| parse_uuid(t, format_args!("the {column} of the event at position {position}")))
+        optional_blob(index, column)?
+            .map(|b| parse_uuid(b, format_args!("the {column} of the event at position {position}")))
             .transpose()
     };
     let schema_version = int(5, "schema_version")?;
     Ok(StoredEvent {
         position: from_sql_int(position, "a position")?,
-        id: parse_uuid(text(1, "id")?, format_args!("the id of the event at position {position}"))?,
+        id: parse_uuid(blob(1, "id")?, format_args!("the id of the event at position {position}"))?,
         stream: text(2, "stream")?.into(),
         stream_version: from_sql_int(
             int(3, "stream_version")?,
@@ -110,14 +131,17 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
             actor: text(8, "actor")?.into(),
             channel: text(9, "channel")?.into(),
             correlation_id: parse_uuid(
-                text(10, "correlation_id")?,
+                blob(10, "correlation_id")?,
                 format_args!("the correlation id of the event at position {position}"),
             )?,
             causation_id: optional_uuid(11, "causation_id")?,
             command_id: optional_uuid(12, "command_id")?,
         },
         payload: text(13, "payload")?.to_owned(),
-        hash: text(14, "hash")?.to_owned(),
+        hash: seatledger_store::chain::to_hex(&parse_link(
+            blob(14, "hash")?,
+            format_args!("the hash of the event at position {position}"),
+        )?),
     })
 }
 

@@ -20,16 +20,19 @@
 //! greatest uuid v7 event and command ids) lives in this thread's memory, so
 //! appends never read it back, and a v7 id above the greatest is known to be
 //! new without a lookup; `PRAGMA data_version` tells when another process has
-//! written to the file, and only then is it reloaded.
+//! written to the file, and only then is it reloaded. So do the numbers the
+//! file keeps for the streams it has seen committed ([`StreamNumbers`]):
+//! an append to a known stream names it by number without looking it up.
 
 use crate::checkpointer::Checkpointer;
-use crate::rows::{micros, to_sql_int, uuid_str, Context};
+use crate::rows::{micros, parse_link, to_sql_int, uuid_blob, Context};
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 use seatledger_store::{
     chain, check_import_fits, dedup_by_event_ids, truncate_to_micros, validate_imported, AppendOutcome, Checkpoint,
     Clock, EventLocation, ImportOutcome, StoreError, StoredEvent, StreamAppend,
 };
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -195,10 +198,9 @@ fn reload_head(conn: &Connection, known: Head) -> Result<Head, StoreError> {
     let doing = || format!("reading the ids written after position {}", known.position);
     let mut stmt = conn.prepare_cached("SELECT id, command_id FROM events WHERE position > ?1").context(doing)?;
     let mut rows = stmt.query([to_sql_int(known.position, "position")?]).context(doing)?;
-    let mut buffer = Uuid::encode_buffer();
     while let Some(row) = rows.next().context(doing)? {
-        let mut as_written = |column: usize| -> Result<Option<Uuid>, StoreError> {
-            Ok(row.get_ref(column).context(doing)?.as_str().ok().and_then(|text| written_v7(text, &mut buffer)))
+        let as_written = |column: usize| -> Result<Option<Uuid>, StoreError> {
+            Ok(row.get_ref(column).context(doing)?.as_blob().ok().and_then(written_v7))
         };
         head.newest_v7_event_id = newest_v7(head.newest_v7_event_id, as_written(0)?);
         head.newest_v7_command_id = newest_v7(head.newest_v7_command_id, as_written(1)?);
@@ -210,7 +212,7 @@ fn reload_head(conn: &Connection, known: Head) -> Result<Head, StoreError> {
 fn last_event(conn: &Connection) -> Result<Head, StoreError> {
     let last = conn
         .query_row("SELECT position, hash, recorded_at_us FROM events ORDER BY position DESC LIMIT 1", [], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+            Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?, row.get::<_, i64>(2)?))
         })
         .optional()
         .context(|| "reading the last event".to_owned())?;
@@ -225,12 +227,7 @@ fn last_event(conn: &Connection) -> Result<Head, StoreError> {
     head.position = crate::rows::from_sql_int(position, "the last position")?;
     // Appending after a link that cannot be parsed would extend a chain from
     // garbage; refuse to open instead, naming the event.
-    head.hash = chain::parse_link(&hash).ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "the hash of the last event (position {}) is not 64 hex digits: {hash:?}",
-            head.position
-        ))
-    })?;
+    head.hash = parse_link(&hash, format_args!("the hash of the last event (position {})", head.position))?;
     head.recorded_at = Some(crate::rows::from_micros(recorded_at_us, "recorded_at of the last event")?);
     Ok(head)
 }
@@ -242,28 +239,27 @@ const GREATEST_V7_SCAN: usize = 100_000;
 /// The greatest uuid v7 id among those `sql` lists in descending order (an
 /// index, read from its end): the first that is a v7 id written as the store
 /// writes ids. Entries above it (ids of other versions, which sort above
-/// today's v7 ids nearly always, or text the store did not write) are
+/// today's v7 ids nearly always, or values the store did not write) are
 /// skipped; after [`GREATEST_V7_SCAN`] of them the bound is the greatest
 /// uuid, so every id is looked up, as before lever 18. Read at open only.
 fn greatest_v7(conn: &Connection, sql: &str, what: &str) -> Result<Option<Uuid>, StoreError> {
     let doing = || format!("reading the greatest {what}");
     let mut stmt = conn.prepare(sql).context(doing)?;
     let mut rows = stmt.query([]).context(doing)?;
-    let mut buffer = Uuid::encode_buffer();
     for _ in 0..GREATEST_V7_SCAN {
         let Some(row) = rows.next().context(doing)? else { return Ok(None) };
-        let Ok(text) = row.get_ref(0).context(doing)?.as_str() else { continue };
-        if let Some(id) = written_v7(text, &mut buffer) {
+        let Ok(bytes) = row.get_ref(0).context(doing)?.as_blob() else { continue };
+        if let Some(id) = written_v7(bytes) {
             return Ok(Some(id));
         }
     }
     Ok(Some(Uuid::max()))
 }
 
-/// `text` as a uuid v7 id, if it is one spelled as the store writes ids.
-fn written_v7(text: &str, buffer: &mut [u8]) -> Option<Uuid> {
-    let id = Uuid::parse_str(text).ok()?;
-    (id.get_version_num() == 7 && uuid_str(id, buffer) == text).then_some(id)
+/// `bytes` as a uuid v7 id, if they are one as the store writes ids (16 bytes).
+fn written_v7(bytes: &[u8]) -> Option<Uuid> {
+    let id = Uuid::from_slice(bytes).ok()?;
+    (id.get_version_num() == 7).then_some(id)
 }
 
 fn data_version(conn: &Connection) -> Result<i64, StoreError> {
@@ -285,9 +281,73 @@ pub(crate) struct Writer {
     conn: Connection,
     clock: Arc<dyn Clock>,
     head: Head,
+    streams: StreamNumbers,
     data_version: i64,
     watch: Arc<watch::Sender<u64>>,
     counters: Arc<Counters>,
+}
+
+/// The most stream numbers the writer remembers; past it, it starts over
+/// (a lookup by name costs one index seek). A name and its number take
+/// about 80 bytes, so at most about 80 MB.
+const MAX_KNOWN_STREAMS: usize = 1_000_000;
+
+/// The numbers `events` keeps for stream names (schema version 3): the
+/// writer remembers each it has seen committed, so that an append to a
+/// stream it knows costs no lookup of the name. What it learns inside the
+/// open transaction (a stream it creates, or one it looks up, which may be
+/// one the transaction created) is kept apart until the COMMIT and
+/// forgotten when the transaction, or the savepoint it was learnt in,
+/// rolls back. Numbers are never reused once committed (streams are never
+/// deleted), so what was committed stays true until the file is changed by
+/// another process, when everything is forgotten.
+#[derive(Debug, Default)]
+struct StreamNumbers {
+    committed: HashMap<String, i64>,
+    fresh: Vec<(String, i64)>,
+    /// Streams created, ever: a request that created one has written.
+    created: u64,
+}
+
+impl StreamNumbers {
+    /// The stream's number, if it has one (in the file, or in the open
+    /// transaction).
+    fn find(&mut self, conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
+        if let Some(number) = self.committed.get(name) {
+            return Ok(Some(*number));
+        }
+        let doing = || format!("looking up stream `{name}`");
+        let mut stmt = conn.prepare_cached("SELECT number FROM streams WHERE name = ?1").context(doing)?;
+        let found: Option<i64> = stmt.query_row([name], |row| row.get(0)).optional().context(doing)?;
+        if let Some(number) = found {
+            self.fresh.push((name.to_owned(), number));
+        }
+        Ok(found)
+    }
+
+    /// The number of a stream [`Self::find`] did not find, given to it now.
+    fn create(&mut self, conn: &Connection, name: &str) -> Result<i64, StoreError> {
+        let doing = || format!("adding stream `{name}`");
+        let mut stmt = conn.prepare_cached("INSERT INTO streams (name) VALUES (?1)").context(doing)?;
+        stmt.execute([name]).context(doing)?;
+        let number = conn.last_insert_rowid();
+        self.fresh.push((name.to_owned(), number));
+        self.created += 1;
+        Ok(number)
+    }
+
+    /// The transaction committed: what it learnt is true from now on.
+    fn committed(&mut self) {
+        if self.committed.len() + self.fresh.len() > MAX_KNOWN_STREAMS {
+            self.committed.clear();
+        }
+        self.committed.extend(self.fresh.drain(..));
+    }
+
+    /// What was learnt since `mark` (a length of `fresh`) was rolled back.
+    fn rolled_back_to(&mut self, mark: usize) {
+        self.fresh.truncate(mark);
+    }
 }
 
 impl Writer {
@@ -306,7 +366,8 @@ impl Writer {
         // at open and the read above; that would not show as a new version.
         crate::schema::check_still_known(&conn)?;
         let head = load_head(&conn)?;
-        Ok(Self { checkpointer, conn, clock, head, data_version, watch, counters })
+        let streams = StreamNumbers::default();
+        Ok(Self { checkpointer, conn, clock, head, streams, data_version, watch, counters })
     }
 
     pub(crate) fn head_position(&self) -> u64 {
@@ -385,6 +446,7 @@ impl Writer {
             done.into_iter().for_each(|d| d.fail(&message));
             return;
         }
+        self.streams.committed();
         self.checkpointer.committed(self.head.position - before.position);
         self.counters.commits.fetch_add(1, Ordering::Relaxed);
         self.counters.requests.fetch_add(done.len() as u64, Ordering::Relaxed);
@@ -407,6 +469,9 @@ impl Writer {
                 // tables this build no longer knows.
                 crate::schema::check_still_known(&self.conn)?;
                 self.head = reload_head(&self.conn, self.head)?;
+                // Stream numbers committed by us stay true, but the file may
+                // not be the one we had open.
+                self.streams.committed.clear();
                 self.data_version = version;
                 tracing::debug!(head = self.head.position, "sqlite file changed by another connection; head reloaded");
             }
@@ -438,6 +503,7 @@ impl Writer {
             }
         }
         self.head = before;
+        self.streams.rolled_back_to(0);
     }
 
     /// Run one request that is refused, if at all, before it writes (see
@@ -446,10 +512,11 @@ impl Writer {
     /// after it had begun writing (it moved the head), or SQLite itself
     /// ended the transaction.
     fn run_unguarded(&mut self, request: Request) -> (Done, Option<String>) {
-        let snapshot = self.head;
+        let (snapshot, created) = (self.head, self.streams.created);
         let done = self.execute(request);
         let doomed = match done.error() {
-            Some(e) if self.head != snapshot => {
+            // A new stream's row is written just before its first event.
+            Some(e) if self.head != snapshot || self.streams.created != created => {
                 Some(format!("a request of the group failed after it had begun writing: {e}"))
             }
             Some(e) if self.conn.is_autocommit() => {
@@ -469,11 +536,13 @@ impl Writer {
             return (request.fail(&message), Some(format!("opening the savepoint of a request: {message}")));
         }
         let snapshot = self.head;
+        let learnt = self.streams.fresh.len();
         let done = self.execute(request);
         let ended = if done.is_ok() {
             exec(&self.conn, "RELEASE request")
         } else {
             self.head = snapshot;
+            self.streams.rolled_back_to(learnt);
             exec(&self.conn, "ROLLBACK TO request").and_then(|()| exec(&self.conn, "RELEASE request"))
         };
         (done, ended.err().map(|e| format!("ending the savepoint of a request: {e}")))
@@ -503,10 +572,15 @@ impl Writer {
                 outcomes.push(outcome);
                 continue;
             }
-            let actual = stream_version(&self.conn, &append.stream)?;
+            let number = self.streams.find(&self.conn, &append.stream)?;
+            let actual = number_version(&self.conn, number, &append.stream)?;
             if !append.expected.matches(actual) {
                 return Err(StoreError::Conflict { stream: append.stream, expected: append.expected, actual });
             }
+            let number = match number {
+                Some(number) => number,
+                None => self.streams.create(&self.conn, &append.stream)?,
+            };
             let first_version = append.expected.next_version();
             let count = append.events.len() as u64;
             let first_position = self.head.position + 1;
@@ -517,7 +591,7 @@ impl Writer {
             for (offset, event) in append.events.into_iter().enumerate() {
                 let mut stored =
                     StoredEvent::unplaced(&append.stream, first_version + offset as u64, recorded_at, event);
-                insert_event(&mut insert, &mut self.head, &mut stored)?;
+                insert_event(&mut insert, &mut self.head, number, &mut stored)?;
             }
             let last_version = first_version + count - 1;
             outcomes.push(AppendOutcome {
@@ -589,9 +663,14 @@ impl Writer {
                     ),
                 });
             }
-            let current = stream_version(&self.conn, &event.stream)?;
+            let number = self.streams.find(&self.conn, &event.stream)?;
+            let current = number_version(&self.conn, number, &event.stream)?;
             check_import_fits(&event, current, self.head.recorded_at)?;
-            insert_event(&mut insert, &mut self.head, &mut event)?;
+            let number = match number {
+                Some(number) => number,
+                None => self.streams.create(&self.conn, &event.stream)?,
+            };
+            insert_event(&mut insert, &mut self.head, number, &mut event)?;
             outcome.imported += 1;
         }
         Ok(outcome)
@@ -608,25 +687,26 @@ fn prepare_insert(conn: &Connection) -> Result<CachedStatement<'_>, StoreError> 
     .context(|| "preparing the insert of an event".to_owned())
 }
 
-/// Give `event` the next position after `head` and its link, insert it with
-/// `stmt` (from [`prepare_insert`]), and move `head` on to it.
-fn insert_event(stmt: &mut CachedStatement<'_>, head: &mut Head, event: &mut StoredEvent) -> Result<(), StoreError> {
+/// Give `event` the next position after `head`, insert it and its link with
+/// `stmt` (from [`prepare_insert`]) into the stream numbered `stream`, and
+/// move `head` on to it. The link is stored as its 32 bytes; `event.hash`
+/// is left as it was (the caller drops the event).
+fn insert_event(
+    stmt: &mut CachedStatement<'_>,
+    head: &mut Head,
+    stream: i64,
+    event: &mut StoredEvent,
+) -> Result<(), StoreError> {
     if let Some(last) = head.recorded_at {
         assert!(event.recorded_at >= last, "recorded_at would go backwards after position {}", head.position);
     }
     event.position = head.position + 1;
     let link = chain::link(&head.hash, event);
-    event.hash = chain::to_hex(&link);
     let doing = || format!("inserting version {} of stream `{}`", event.stream_version, event.stream);
-    // Ids as text in buffers on the stack: no allocation per id.
-    let mut id = Uuid::encode_buffer();
-    let mut correlation = Uuid::encode_buffer();
-    let mut causation = Uuid::encode_buffer();
-    let mut command = Uuid::encode_buffer();
     let inserted = stmt.execute(rusqlite::params![
         to_sql_int(event.position, "position")?,
-        uuid_str(event.id, &mut id),
-        event.stream.as_str(),
+        uuid_blob(&event.id),
+        stream,
         to_sql_int(event.stream_version, "stream version")?,
         event.event_type.as_str(),
         i64::from(event.schema_version),
@@ -634,11 +714,11 @@ fn insert_event(stmt: &mut CachedStatement<'_>, head: &mut Head, event: &mut Sto
         micros(event.metadata.effective_at),
         event.metadata.actor.as_str(),
         event.metadata.channel.as_str(),
-        uuid_str(event.metadata.correlation_id, &mut correlation),
-        event.metadata.causation_id.map(|c| uuid_str(c, &mut causation)),
-        event.metadata.command_id.map(|c| uuid_str(c, &mut command)),
+        uuid_blob(&event.metadata.correlation_id),
+        event.metadata.causation_id.as_ref().map(uuid_blob),
+        event.metadata.command_id.as_ref().map(uuid_blob),
         event.payload,
-        event.hash,
+        &link[..],
     ]);
     match inserted {
         Ok(1) => {}
@@ -674,12 +754,14 @@ impl std::fmt::Debug for Writer {
 
 fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreError> {
     let doing = || format!("looking up event id {id}");
-    let mut stmt =
-        conn.prepare_cached("SELECT stream, stream_version, position FROM events WHERE id = ?1").context(doing)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT s.name, e.stream_version, e.position FROM events AS e CROSS JOIN streams AS s \
+             WHERE e.id = ?1 AND s.number = e.stream",
+        )
+        .context(doing)?;
     let row = stmt
-        .query_row([uuid_str(id, &mut Uuid::encode_buffer())], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
-        })
+        .query_row([uuid_blob(&id)], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
         .optional()
         .context(doing)?;
     row.map(|(stream, version, position)| {
@@ -697,8 +779,7 @@ fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreErr
 /// table of outcomes) makes imported events deduplicate retries as well.
 pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
     let doing = || format!("looking up command id {command_id}");
-    let mut id = Uuid::encode_buffer();
-    let id = uuid_str(command_id, &mut id);
+    let id = uuid_blob(&command_id);
     // Nearly every command id is new. One index probe answers that; the
     // grouped query below sets up two sorters even when nothing matches
     // (it was 8.6 % of the writer thread under 64 appenders).
@@ -708,8 +789,9 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
     }
     let mut stmt = conn
         .prepare_cached(
-            "SELECT stream, MIN(stream_version), MAX(stream_version), MIN(position), MAX(position) \
-             FROM events WHERE command_id = ?1 GROUP BY stream ORDER BY MIN(position) LIMIT 1",
+            "SELECT s.name, MIN(e.stream_version), MAX(e.stream_version), MIN(e.position), MAX(e.position) \
+             FROM events AS e CROSS JOIN streams AS s WHERE e.command_id = ?1 AND s.number = e.stream \
+             GROUP BY e.stream ORDER BY MIN(e.position) LIMIT 1",
         )
         .context(doing)?;
     let row = stmt
@@ -733,15 +815,31 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
     }))
 }
 
-/// The stream's last version: the end of its range in the `(stream,
-/// stream_version)` index, one seek.
+/// The stream's last version: its number, then the end of its range in the
+/// `(stream, stream_version)` index, one seek each.
 pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>, StoreError> {
     let doing = || format!("reading the version of stream `{stream}`");
     let mut stmt = conn
-        .prepare_cached("SELECT stream_version FROM events WHERE stream = ?1 ORDER BY stream_version DESC LIMIT 1")
+        .prepare_cached(
+            "SELECT e.stream_version FROM streams AS s CROSS JOIN events AS e \
+             WHERE s.name = ?1 AND e.stream = s.number ORDER BY e.stream_version DESC LIMIT 1",
+        )
         .context(doing)?;
     let version: Option<i64> = stmt.query_row([stream], |row| row.get(0)).optional().context(doing)?;
     version.map(|v| crate::rows::from_sql_int(v, format_args!("the version of stream `{stream}`"))).transpose()
+}
+
+/// The last version of the stream numbered `number` (`None`: it has no
+/// number, so no events), one seek in the `(stream, stream_version)` index.
+/// `name` is for messages.
+fn number_version(conn: &Connection, number: Option<i64>, name: &str) -> Result<Option<u64>, StoreError> {
+    let Some(number) = number else { return Ok(None) };
+    let doing = || format!("reading the version of stream `{name}`");
+    let mut stmt = conn
+        .prepare_cached("SELECT stream_version FROM events WHERE stream = ?1 ORDER BY stream_version DESC LIMIT 1")
+        .context(doing)?;
+    let version: Option<i64> = stmt.query_row([number], |row| row.get(0)).optional().context(doing)?;
+    version.map(|v| crate::rows::from_sql_int(v, format_args!("the version of stream `{name}`"))).transpose()
 }
 
 fn save_checkpoint(conn: &Connection, name: &str, checkpoint: &Checkpoint) -> Result<(), StoreError> {

@@ -116,8 +116,8 @@ async fn verify_names_a_tampered_hash() {
     // A well-formed hash that is not the link: flip its first hex digit.
     tamper(
         &path,
-        "UPDATE events SET hash = (CASE substr(hash, 1, 1) WHEN '0' THEN '1' ELSE '0' END) || substr(hash, 2) \
-         WHERE position = 5",
+        "UPDATE events SET hash = unhex((CASE substr(hex(hash), 1, 1) WHEN '0' THEN '1' ELSE '0' END) \
+         || substr(hex(hash), 2)) WHERE position = 5",
     );
 
     let report = open(&path).verify().await.expect("verify failed");
@@ -132,23 +132,27 @@ async fn a_damaged_row_is_refused_naming_its_position_and_column() {
     let path = dir.path().join("events.db");
     append_numbered(&*open(&path), 5).await;
 
-    tamper(&path, "UPDATE events SET correlation_id = 'not-a-uuid' WHERE position = 3");
+    tamper(&path, "UPDATE events SET correlation_id = X'c0ffee' WHERE position = 3");
     let store = open(&path);
     let error = store.read_all(0, 10).await.expect_err("a row whose correlation id is not a uuid was read");
     let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
     assert!(
-        message.contains("correlation id of the event at position 3") && message.contains("not-a-uuid"),
+        message.contains("correlation id of the event at position 3") && message.contains("3 bytes (c0ffee)"),
         "the message does not say which value of which event is damaged: {message}"
     );
     drop(store);
 
+    tamper(&path, "UPDATE events SET correlation_id = randomblob(16), hash = X'00' WHERE position = 3");
+    let error = open(&path).read_all(0, 10).await.expect_err("a row whose link is one byte was read");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    assert!(
+        message.contains("the hash of the event at position 3 is stored as 1 byte (00), not a 32-byte link"),
+        "the message does not name the value and the event: {message}"
+    );
+
     // The table is STRICT, so SQLite itself refuses a value of the wrong
     // type; what it lets through is a value of the right type that is wrong.
-    tamper(
-        &path,
-        "UPDATE events SET correlation_id = '00000000-0000-0000-0000-000000000000', stream_version = -1 \
-         WHERE position = 3",
-    );
+    tamper(&path, "UPDATE events SET hash = randomblob(32), stream_version = -1 WHERE position = 3");
     let error = open(&path).read_all(2, 10).await.expect_err("a negative stream version was read");
     let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
     assert!(
@@ -398,7 +402,140 @@ async fn a_version_1_file_is_migrated_and_its_streams_go_on() {
     assert_eq!((next.first_version, next.last_version, next.first_position), (3, 4, 8));
     drop(store);
 
-    assert_migrated_to_version_2(&path);
+    assert_migrated(&path);
+}
+
+/// Schema version 3 keeps a stream's number in `events` and its name once in
+/// `streams`. A version 2 file (made here as version 2 left it: the stream's
+/// name in every row) opens, migrates with every event and link as it was,
+/// and its streams go on; new streams get numbers after the migrated ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_file_is_migrated_with_every_event_and_link_as_it_was() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let before = {
+        let store = open(&path);
+        append_numbered(&*store, 7).await;
+        everything(&*store).await
+    };
+    back_to_version_2(&path);
+    let as_text: i64 = rusqlite::Connection::open(&path)
+        .and_then(|conn| conn.query_row("SELECT COUNT(*) FROM events WHERE typeof(stream) = 'text'", [], |r| r.get(0)))
+        .expect("counting the rows that name their stream");
+    assert_eq!(as_text, 7, "the version 2 file does not name its streams in its rows");
+
+    let store = open(&path);
+    assert_eq!(everything(&*store).await, before, "migrating changed the events");
+    assert!(store.verify().await.expect("verify failed").is_intact(), "the chain broke in the migration");
+    let seat_1: Vec<u64> = store
+        .read_stream("seat-1", 0, Direction::Forwards, 10)
+        .await
+        .expect("reading seat-1")
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    // Seven appends round-robin over three streams: seat-1 got n = 1 and 4.
+    assert_eq!(seat_1, [2, 5]);
+    store
+        .append(stream_append("seat-1", ExpectedVersion::Exact(1), new_events("seat-1", 1)))
+        .await
+        .expect("appending to a migrated stream failed");
+    store
+        .append(stream_append("seat-9", ExpectedVersion::NoStream, new_events("seat-9", 1)))
+        .await
+        .expect("appending to a new stream failed");
+    drop(store);
+
+    assert_migrated(&path);
+    let conn = rusqlite::Connection::open(&path).expect("opening the file");
+    let streams: Vec<(i64, String)> = conn
+        .prepare("SELECT number, name FROM streams ORDER BY number")
+        .and_then(|mut stmt| stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
+        .expect("reading the streams");
+    let numbered: Vec<(i64, String)> =
+        ["seat-0", "seat-1", "seat-2", "seat-9"].iter().zip(1..).map(|(name, n)| (n, (*name).to_owned())).collect();
+    // Numbered in the order the streams first appear in the log.
+    assert_eq!(streams, numbered);
+    // The view an auditor reads shows every event with its stream's name.
+    let log: Vec<(i64, String, i64)> = conn
+        .prepare("SELECT position, stream, stream_version FROM event_log ORDER BY position")
+        .and_then(|mut stmt| stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect())
+        .expect("reading the event_log view");
+    assert_eq!(log.len(), 9);
+    assert_eq!(log[1], (2, "seat-1".to_owned(), 0));
+    assert_eq!(log[7], (8, "seat-1".to_owned(), 2));
+    assert_eq!(log[8], (9, "seat-9".to_owned(), 0));
+}
+
+/// A version 2 file that something else wrote a damaged id into still opens
+/// and migrates; the damaged value is kept as its bytes, and reading its
+/// event says which event and which column, as before the migration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_id_survives_the_migration_and_is_named() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    append_numbered(&*open(&path), 5).await;
+    back_to_version_2(&path);
+    tamper(&path, "UPDATE events SET correlation_id = 'not-a-uuid' WHERE position = 3");
+
+    let store = open(&path);
+    let error = store.read_all(0, 10).await.expect_err("a row whose correlation id is not a uuid was read");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    // "not-a-uuid" in hex.
+    assert!(
+        message.contains("correlation id of the event at position 3")
+            && message.contains("10 bytes (6e6f742d612d75756964)"),
+        "the message does not say which value of which event is damaged: {message}"
+    );
+    assert_eq!(store.read_all(0, 2).await.expect("the events before it").len(), 2);
+    drop(store);
+    assert_migrated(&path);
+}
+
+/// A new stream's number is given inside the append's transaction. When the
+/// append is refused after that (a conflict on a later stream of the same
+/// atomic append), the number goes back with the transaction, and the
+/// writer must forget it too: SQLite gives it to the next new stream, and a
+/// writer that remembered it would file the first stream's later events
+/// under the second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_number_rolled_back_is_forgotten() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let store = open(&path);
+    store.append(stream_append("old", ExpectedVersion::NoStream, new_events("old", 1))).await.expect("first append");
+    let refused = store
+        .append_many(vec![
+            stream_append("first", ExpectedVersion::NoStream, new_events("first", 1)),
+            stream_append("old", ExpectedVersion::NoStream, new_events("old again", 1)),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "the stale second stream was not refused: {refused:?}"
+    );
+    assert_eq!(store.stream_version("first").await.expect("stream_version"), None, "the refused append left events");
+    store.append(stream_append("second", ExpectedVersion::NoStream, new_events("second", 2))).await.expect("second");
+    store
+        .append(stream_append("first", ExpectedVersion::NoStream, new_events("first", 3)))
+        .await
+        .expect("the first stream, refused before, is still new");
+    let versions =
+        |events: Vec<StoredEvent>| events.iter().map(|e| (e.stream.to_string(), e.stream_version)).collect::<Vec<_>>();
+    let read = |stream: &'static str| {
+        let store = store.clone();
+        async move { store.read_stream(stream, 0, Direction::Forwards, 10).await.expect("reading a stream") }
+    };
+    assert_eq!(versions(read("second").await), [("second".to_owned(), 0), ("second".to_owned(), 1)]);
+    assert_eq!(
+        versions(read("first").await),
+        [("first".to_owned(), 0), ("first".to_owned(), 1), ("first".to_owned(), 2)]
+    );
+    drop(store);
+    // Reopened, with nothing remembered, the file says the same.
+    let store = open(&path);
+    assert_eq!(store.stream_version("first").await.expect("stream_version"), Some(2));
+    assert_eq!(store.stream_version("second").await.expect("stream_version"), Some(1));
 }
 
 /// Two processes opening a version 1 file at once: one migrates it, the
@@ -427,7 +564,7 @@ async fn two_stores_opening_a_version_1_file_at_once_both_work() {
             .expect("appending after the migration failed");
     }
     drop(stores);
-    assert_migrated_to_version_2(&path);
+    assert_migrated(&path);
 }
 
 /// Set the file's schema version behind the store's back, as a newer build
@@ -438,37 +575,83 @@ fn set_schema_version(path: &Path, version: i64) {
         .expect("setting the schema version");
 }
 
+/// Turn a file this build wrote into what schema version 2 left on disk:
+/// `events` naming each row's stream, ids and links as text (spelled by the
+/// `event_log` view, as version 2 wrote them), no `streams` table or
+/// `event_log` view, user_version 2, and no record of migration 3. The SQL in
+/// `BEGIN`/`COMMIT`, for [`back_to_version_1`] to add to.
+const BACK_TO_VERSION_2: &str = "
+    CREATE TABLE events_v2 (
+        position        INTEGER PRIMARY KEY,
+        id              TEXT    NOT NULL UNIQUE,
+        stream          TEXT    NOT NULL,
+        stream_version  INTEGER NOT NULL,
+        type            TEXT    NOT NULL,
+        schema_version  INTEGER NOT NULL,
+        recorded_at_us  INTEGER NOT NULL,
+        effective_at_us INTEGER NOT NULL,
+        actor           TEXT    NOT NULL,
+        channel         TEXT    NOT NULL,
+        correlation_id  TEXT    NOT NULL,
+        causation_id    TEXT,
+        command_id      TEXT,
+        payload         TEXT    NOT NULL,
+        hash            TEXT    NOT NULL,
+        UNIQUE (stream, stream_version)
+    ) STRICT;
+    INSERT INTO events_v2 SELECT * FROM event_log ORDER BY position;
+    DROP VIEW event_log;
+    DROP TABLE events;
+    DROP TABLE streams;
+    ALTER TABLE events_v2 RENAME TO events;
+    CREATE INDEX events_by_command_id ON events (command_id) WHERE command_id IS NOT NULL;
+    DELETE FROM schema_migrations WHERE version >= 3;
+    PRAGMA user_version = 2;";
+
+fn back_to_version_2(path: &Path) {
+    rusqlite::Connection::open(path)
+        .and_then(|conn| conn.execute_batch(&format!("BEGIN IMMEDIATE; {BACK_TO_VERSION_2} COMMIT;")))
+        .expect("turning the file back into what version 2 wrote");
+}
+
 /// Turn a file this build wrote into what schema version 1 left on disk:
 /// the same events, a `streams` table holding each stream's last version,
-/// user_version 1, and no record of migration 2.
+/// user_version 1, and no record of migrations 2 and 3.
 fn back_to_version_1(path: &Path) {
     rusqlite::Connection::open(path)
         .and_then(|conn| {
-            conn.execute_batch(
-                "BEGIN IMMEDIATE;
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {BACK_TO_VERSION_2}
                  CREATE TABLE streams (stream TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) STRICT, WITHOUT ROWID;
                  INSERT INTO streams (stream, version) SELECT stream, MAX(stream_version) FROM events GROUP BY stream;
                  DELETE FROM schema_migrations WHERE version = 2;
                  PRAGMA user_version = 1;
                  COMMIT;",
-            )
+            ))
         })
         .expect("turning the file back into what version 1 wrote");
 }
 
-fn assert_migrated_to_version_2(path: &Path) {
+/// The file is at this build's schema version, each migration recorded once,
+/// with a `streams` table of numbered names (version 3's, not version 1's).
+fn assert_migrated(path: &Path) {
     let conn = rusqlite::Connection::open(path).expect("opening the file");
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("reading user_version");
-    assert_eq!((version, SCHEMA_VERSION), (2, 2));
+    assert_eq!((version, SCHEMA_VERSION), (3, 3));
     let recorded: Vec<i64> = conn
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
         .expect("reading migrations");
-    assert_eq!(recorded, [1, 2], "migration 2 recorded once");
-    let tables: i64 = conn
-        .query_row("SELECT COUNT(*) FROM sqlite_schema WHERE name = 'streams'", [], |row| row.get(0))
-        .expect("looking for the streams table");
-    assert_eq!(tables, 0, "the streams table outlived the migration");
+    assert_eq!(recorded, [1, 2, 3], "each migration recorded once");
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('streams') ORDER BY cid")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+        .expect("reading the streams table's columns");
+    assert_eq!(columns, ["number", "name"], "the streams table is not version 3's");
+    let text_streams: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events WHERE typeof(stream) <> 'integer'", [], |row| row.get(0))
+        .expect("counting rows that name their stream");
+    assert_eq!(text_streams, 0, "rows still name their stream");
 }
 
 /// A process still running this build when a newer one migrates the file
@@ -713,7 +896,8 @@ async fn a_request_failing_after_it_began_writing_leaves_nothing_behind() {
     let other = rusqlite::Connection::open(&path).expect("opening a second connection");
     other
         .execute_batch(
-            "CREATE TRIGGER doomed BEFORE INSERT ON events WHEN NEW.stream = 'doomed' AND NEW.stream_version = 1 \
+            "CREATE TRIGGER doomed BEFORE INSERT ON events WHEN NEW.stream_version = 1 \
+             AND NEW.stream = (SELECT number FROM streams WHERE name = 'doomed') \
              BEGIN SELECT RAISE(ABORT, 'the test refuses this stream'); END;",
         )
         .expect("creating the trigger");
@@ -863,10 +1047,10 @@ async fn event_and_command_ids_are_found_whoever_wrote_them_and_however_they_sor
     assert!(report.is_intact(), "the chain broke: {:?}", report.first_broken);
 }
 
-/// Text the store did not write at the top of an id index (a uuid respelled
-/// as a URN sorts above every id the store writes; so does text that is no
-/// uuid at all) neither stops the store opening nor hides the ids below it
-/// from the lookups.
+/// Values the store did not write at the top of an id index (a uuid with a
+/// byte before it sorts above every id the store writes; so do bytes that
+/// are no uuid at all) neither stop the store opening nor hide the ids
+/// below them from the lookups.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_the_store_did_not_write_hide_none_of_those_it_did() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
@@ -878,9 +1062,10 @@ async fn ids_the_store_did_not_write_hide_none_of_those_it_did() {
             append_commanded(store.as_ref(), stream, command).await.expect("an append");
         }
     }
-    tamper(&path, &format!("UPDATE events SET command_id = 'urn:uuid:{older}' WHERE stream = 'a'"));
-    tamper(&path, "UPDATE events SET id = 'zz-not-a-uuid' WHERE stream = 'a'");
+    const A: &str = "stream = (SELECT number FROM streams WHERE name = 'a')";
+    tamper(&path, &format!("UPDATE events SET command_id = unhex('ff' || hex(command_id)) WHERE {A}"));
+    tamper(&path, &format!("UPDATE events SET id = CAST('zz-not-a-uuid' AS BLOB) WHERE {A}"));
     let store = open(&path);
-    assert_command_reuse_refused(store.as_ref(), "c", newer, "b", "below respelled text").await;
+    assert_command_reuse_refused(store.as_ref(), "c", newer, "b", "below values the store did not write").await;
     assert_eq!(store.head_position().await.expect("head_position failed"), 2, "a reused command id was stored");
 }
