@@ -267,8 +267,8 @@ impl EventStore for SqliteStore {
                 let doing = || format!("reading the log after position {after}");
                 let mut stmt = conn
                     .prepare_cached(&format!(
-                        "SELECT {EVENT_COLUMNS} FROM events AS e CROSS JOIN streams AS s \
-                         WHERE e.position > ?1 AND s.number = e.stream ORDER BY e.position LIMIT ?2"
+                        "SELECT {EVENT_COLUMNS} FROM events AS e LEFT JOIN streams AS s ON s.number = e.stream \
+                         WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
                     ))
                     .context(doing)?;
                 let limit = to_sql_int(count as u64, "read count")?;

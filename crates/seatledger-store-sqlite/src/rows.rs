@@ -15,7 +15,8 @@ use uuid::Uuid;
 
 /// The columns of an event, in the order [`event_from_row`] reads them,
 /// from `events AS e` and its stream's row `streams AS s` (the stream by its
-/// name).
+/// name; joined with `LEFT JOIN` where the events lead, so that an event
+/// whose stream has no row is reported, not skipped).
 pub(crate) const EVENT_COLUMNS: &str = "e.position, e.id, s.name, e.stream_version, e.type, e.schema_version, \
      e.recorded_at_us, e.effective_at_us, e.actor, e.channel, e.correlation_id, e.causation_id, e.command_id, \
      e.payload, e.hash";
@@ -70,17 +71,26 @@ pub(crate) fn parse_link(bytes: &[u8], what: impl Display) -> Result<[u8; 32], S
         .map_err(|_| StoreError::Corrupt(format!("{what} is stored as {}, not a 32-byte link", shown(bytes))))
 }
 
-/// A damaged value for a message: its length, and its bytes as hex (the first 64).
+/// A damaged value for a message: its length, and its bytes as text when
+/// they are printable text (what migration 3 keeps of text it could not
+/// convert), else as hex (the first 64).
 fn shown(bytes: &[u8]) -> String {
-    let hex: String = bytes.iter().take(64).map(|b| format!("{b:02x}")).collect();
     let unit = if bytes.len() == 1 { "byte" } else { "bytes" };
-    format!("{} {unit} ({hex}{})", bytes.len(), if bytes.len() > 64 { "…" } else { "" })
+    match std::str::from_utf8(bytes) {
+        Ok(text) if !text.is_empty() && !text.chars().any(char::is_control) => {
+            format!("{} {unit}, the text {text:?}", bytes.len())
+        }
+        _ => {
+            let hex: String = bytes.iter().take(64).map(|b| format!("{b:02x}")).collect();
+            format!("{} {unit} ({hex}{})", bytes.len(), if bytes.len() > 64 { "…" } else { "" })
+        }
+    }
 }
 
 /// Read a row selected with [`EVENT_COLUMNS`] into a checked event.
 ///
 /// This is the replay path, so it allocates only what a [`StoredEvent`]
-/// owns: ids are parsed from the row's borrowed text, and error messages,
+/// owns: ids are read from the row's borrowed bytes, and error messages,
 /// which name the column and the event's position, are built only on error.
 pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     let position: i64 = row.get(0).map_err(|e| column_error("position", None, e))?;
@@ -108,7 +118,14 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         position: from_sql_int(position, "a position")?,
         id: parse_uuid(blob(1, "id")?, format_args!("the id of the event at position {position}"))?,
-        stream: text(2, "stream")?.into(),
+        stream: match get(2, "stream")? {
+            ValueRef::Null => {
+                return Err(StoreError::Corrupt(format!(
+                    "the stream of the event at position {position} has no row in `streams`"
+                )))
+            }
+            name => name.as_str().map_err(|e| column_error("stream", Some(position), e.into()))?.into(),
+        },
         stream_version: from_sql_int(
             int(3, "stream_version")?,
             format_args!("the stream version of the event at position {position}"),

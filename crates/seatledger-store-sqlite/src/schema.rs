@@ -75,10 +75,12 @@ const MIGRATIONS: &[&str] = &[
     //   held a few dozen entries, with a number a few hundred.
     // - Ids are 16-byte BLOBs and the hash link a 32-byte BLOB instead of 36
     //   and 64 characters of text: about 90 bytes less per event, and
-    //   smaller `id` and `command_id` indexes. Text that is not a uuid (or
-    //   hex) could only be there if something else wrote the file; it is
-    //   kept as its bytes, which the store then reports as damaged, naming
-    //   the event, as it did the text.
+    //   smaller `id` and `command_id` indexes. Only text spelled as the
+    //   store writes it (lowercase, hyphens in their places; 64 lowercase
+    //   hex digits for a link) is converted. Anything else could only be
+    //   there if something else wrote the file; it is kept as text with a
+    //   marker in front, never 16 or 32 bytes long, which the store then
+    //   reports as damaged, naming the event and the column.
     // The rows are copied in position order: the stored events, their hash
     // links and what the chain verifies do not change, only how they are
     // spelled in the file. The view `event_log` spells them as before (ids
@@ -111,12 +113,33 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (stream, stream_version)
     ) STRICT;
     INSERT INTO events_v3
-        SELECT e.position, COALESCE(unhex(replace(e.id, '-', '')), CAST(e.id AS BLOB)), s.number, e.stream_version,
-               e.type, e.schema_version, e.recorded_at_us, e.effective_at_us, e.actor, e.channel,
-               COALESCE(unhex(replace(e.correlation_id, '-', '')), CAST(e.correlation_id AS BLOB)),
-               COALESCE(unhex(replace(e.causation_id, '-', '')), CAST(e.causation_id AS BLOB)),
-               COALESCE(unhex(replace(e.command_id, '-', '')), CAST(e.command_id AS BLOB)),
-               e.payload, COALESCE(unhex(e.hash), CAST(e.hash AS BLOB))
+        SELECT e.position,
+               CASE WHEN e.id IS NULL THEN NULL
+                    WHEN length(e.id) = 36 AND lower(e.id) = e.id AND substr(e.id, 9, 1) = '-'
+                        AND substr(e.id, 14, 1) = '-' AND substr(e.id, 19, 1) = '-' AND substr(e.id, 24, 1) = '-'
+                        AND unhex(replace(e.id, '-', '')) IS NOT NULL THEN unhex(replace(e.id, '-', ''))
+                    ELSE CAST('not as seatledger writes a uuid: ' || e.id AS BLOB) END,
+               s.number, e.stream_version, e.type, e.schema_version, e.recorded_at_us, e.effective_at_us, e.actor,
+               e.channel,
+               CASE WHEN e.correlation_id IS NULL THEN NULL
+                    WHEN length(e.correlation_id) = 36 AND lower(e.correlation_id) = e.correlation_id AND substr(e.correlation_id, 9, 1) = '-'
+                        AND substr(e.correlation_id, 14, 1) = '-' AND substr(e.correlation_id, 19, 1) = '-' AND substr(e.correlation_id, 24, 1) = '-'
+                        AND unhex(replace(e.correlation_id, '-', '')) IS NOT NULL THEN unhex(replace(e.correlation_id, '-', ''))
+                    ELSE CAST('not as seatledger writes a uuid: ' || e.correlation_id AS BLOB) END,
+               CASE WHEN e.causation_id IS NULL THEN NULL
+                    WHEN length(e.causation_id) = 36 AND lower(e.causation_id) = e.causation_id AND substr(e.causation_id, 9, 1) = '-'
+                        AND substr(e.causation_id, 14, 1) = '-' AND substr(e.causation_id, 19, 1) = '-' AND substr(e.causation_id, 24, 1) = '-'
+                        AND unhex(replace(e.causation_id, '-', '')) IS NOT NULL THEN unhex(replace(e.causation_id, '-', ''))
+                    ELSE CAST('not as seatledger writes a uuid: ' || e.causation_id AS BLOB) END,
+               CASE WHEN e.command_id IS NULL THEN NULL
+                    WHEN length(e.command_id) = 36 AND lower(e.command_id) = e.command_id AND substr(e.command_id, 9, 1) = '-'
+                        AND substr(e.command_id, 14, 1) = '-' AND substr(e.command_id, 19, 1) = '-' AND substr(e.command_id, 24, 1) = '-'
+                        AND unhex(replace(e.command_id, '-', '')) IS NOT NULL THEN unhex(replace(e.command_id, '-', ''))
+                    ELSE CAST('not as seatledger writes a uuid: ' || e.command_id AS BLOB) END,
+               e.payload,
+               CASE WHEN length(e.hash) = 64 AND lower(e.hash) = e.hash AND unhex(e.hash) IS NOT NULL
+                    THEN unhex(e.hash)
+                    ELSE CAST('not as seatledger writes a link: ' || e.hash AS BLOB) END
         FROM events AS e CROSS JOIN streams AS s WHERE s.name = e.stream ORDER BY e.position;
     DROP TABLE events;
     ALTER TABLE events_v3 RENAME TO events;
@@ -138,7 +161,7 @@ const MIGRATIONS: &[&str] = &[
                    substr(hex(e.command_id), 13, 4) || '-' || substr(hex(e.command_id), 17, 4) || '-' ||
                    substr(hex(e.command_id), 21)) END AS command_id,
                e.payload, lower(hex(e.hash)) AS hash
-        FROM events AS e CROSS JOIN streams AS s WHERE s.number = e.stream;
+        FROM events AS e LEFT JOIN streams AS s ON s.number = e.stream;
     "#,
 ];
 

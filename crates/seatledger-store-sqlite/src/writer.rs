@@ -304,7 +304,10 @@ const MAX_KNOWN_STREAMS: usize = 1_000_000;
 #[derive(Debug, Default)]
 struct StreamNumbers {
     committed: HashMap<String, i64>,
-    fresh: Vec<(String, i64)>,
+    /// Learnt in the open transaction, and the order it was learnt in (for
+    /// a savepoint's rollback).
+    fresh: HashMap<String, i64>,
+    learnt: Vec<String>,
     /// Streams created, ever: a request that created one has written.
     created: u64,
 }
@@ -313,14 +316,14 @@ impl StreamNumbers {
     /// The stream's number, if it has one (in the file, or in the open
     /// transaction).
     fn find(&mut self, conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
-        if let Some(number) = self.committed.get(name) {
+        if let Some(number) = self.committed.get(name).or_else(|| self.fresh.get(name)) {
             return Ok(Some(*number));
         }
         let doing = || format!("looking up stream `{name}`");
         let mut stmt = conn.prepare_cached("SELECT number FROM streams WHERE name = ?1").context(doing)?;
         let found: Option<i64> = stmt.query_row([name], |row| row.get(0)).optional().context(doing)?;
         if let Some(number) = found {
-            self.fresh.push((name.to_owned(), number));
+            self.learn(name, number);
         }
         Ok(found)
     }
@@ -331,9 +334,20 @@ impl StreamNumbers {
         let mut stmt = conn.prepare_cached("INSERT INTO streams (name) VALUES (?1)").context(doing)?;
         stmt.execute([name]).context(doing)?;
         let number = conn.last_insert_rowid();
-        self.fresh.push((name.to_owned(), number));
+        self.learn(name, number);
         self.created += 1;
         Ok(number)
+    }
+
+    fn learn(&mut self, name: &str, number: i64) {
+        self.fresh.insert(name.to_owned(), number);
+        self.learnt.push(name.to_owned());
+    }
+
+    /// How much has been learnt in the open transaction: a mark for
+    /// [`Self::rolled_back_to`].
+    fn mark(&self) -> usize {
+        self.learnt.len()
     }
 
     /// The transaction committed: what it learnt is true from now on.
@@ -341,12 +355,15 @@ impl StreamNumbers {
         if self.committed.len() + self.fresh.len() > MAX_KNOWN_STREAMS {
             self.committed.clear();
         }
-        self.committed.extend(self.fresh.drain(..));
+        self.committed.extend(self.fresh.drain());
+        self.learnt.clear();
     }
 
-    /// What was learnt since `mark` (a length of `fresh`) was rolled back.
+    /// What was learnt since `mark` was rolled back.
     fn rolled_back_to(&mut self, mark: usize) {
-        self.fresh.truncate(mark);
+        for name in self.learnt.drain(mark.min(self.learnt.len())..) {
+            self.fresh.remove(&name);
+        }
     }
 }
 
@@ -536,7 +553,7 @@ impl Writer {
             return (request.fail(&message), Some(format!("opening the savepoint of a request: {message}")));
         }
         let snapshot = self.head;
-        let learnt = self.streams.fresh.len();
+        let learnt = self.streams.mark();
         let done = self.execute(request);
         let ended = if done.is_ok() {
             exec(&self.conn, "RELEASE request")
@@ -756,8 +773,8 @@ fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreErr
     let doing = || format!("looking up event id {id}");
     let mut stmt = conn
         .prepare_cached(
-            "SELECT s.name, e.stream_version, e.position FROM events AS e CROSS JOIN streams AS s \
-             WHERE e.id = ?1 AND s.number = e.stream",
+            "SELECT s.name, e.stream_version, e.position FROM events AS e \
+             LEFT JOIN streams AS s ON s.number = e.stream WHERE e.id = ?1",
         )
         .context(doing)?;
     let row = stmt
@@ -790,7 +807,7 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
     let mut stmt = conn
         .prepare_cached(
             "SELECT s.name, MIN(e.stream_version), MAX(e.stream_version), MIN(e.position), MAX(e.position) \
-             FROM events AS e CROSS JOIN streams AS s WHERE e.command_id = ?1 AND s.number = e.stream \
+             FROM events AS e LEFT JOIN streams AS s ON s.number = e.stream WHERE e.command_id = ?1 \
              GROUP BY e.stream ORDER BY MIN(e.position) LIMIT 1",
         )
         .context(doing)?;

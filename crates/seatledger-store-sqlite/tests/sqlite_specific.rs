@@ -413,16 +413,39 @@ async fn a_version_1_file_is_migrated_and_its_streams_go_on() {
 async fn a_version_2_file_is_migrated_with_every_event_and_link_as_it_was() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let path = dir.path().join("events.db");
+    let command = Uuid::now_v7();
     let before = {
         let store = open(&path);
         append_numbered(&*store, 7).await;
+        // Two more, with a command id and no causation id.
+        let mut events = with_command(new_events("commanded", 2), command);
+        events.iter_mut().for_each(|e| e.metadata.causation_id = None);
+        store.append(stream_append("commanded", ExpectedVersion::NoStream, events)).await.expect("commanded");
         everything(&*store).await
     };
+    /// A row's id, correlation id, causation id, command id and link, as text.
+    type Spelled = (String, String, Option<String>, Option<String>, String);
+    let spelled: Vec<Spelled> = rusqlite::Connection::open(&path)
+        .and_then(|conn| {
+            conn.prepare("SELECT id, correlation_id, causation_id, command_id, hash FROM event_log ORDER BY position")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                .collect()
+        })
+        .expect("reading the event_log view");
+    let expected: Vec<_> = before
+        .iter()
+        .map(|e| {
+            let m = &e.metadata;
+            let text = |id: Option<Uuid>| id.map(|id| id.to_string());
+            (e.id.to_string(), m.correlation_id.to_string(), text(m.causation_id), text(m.command_id), e.hash.clone())
+        })
+        .collect();
+    assert_eq!(spelled, expected, "the event_log view does not spell the rows as the store reads them");
     back_to_version_2(&path);
     let as_text: i64 = rusqlite::Connection::open(&path)
         .and_then(|conn| conn.query_row("SELECT COUNT(*) FROM events WHERE typeof(stream) = 'text'", [], |r| r.get(0)))
         .expect("counting the rows that name their stream");
-    assert_eq!(as_text, 7, "the version 2 file does not name its streams in its rows");
+    assert_eq!(as_text, 9, "the version 2 file does not name its streams in its rows");
 
     let store = open(&path);
     assert_eq!(everything(&*store).await, before, "migrating changed the events");
@@ -452,24 +475,42 @@ async fn a_version_2_file_is_migrated_with_every_event_and_link_as_it_was() {
         .prepare("SELECT number, name FROM streams ORDER BY number")
         .and_then(|mut stmt| stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?.collect())
         .expect("reading the streams");
-    let numbered: Vec<(i64, String)> =
-        ["seat-0", "seat-1", "seat-2", "seat-9"].iter().zip(1..).map(|(name, n)| (n, (*name).to_owned())).collect();
+    let numbered: Vec<(i64, String)> = ["seat-0", "seat-1", "seat-2", "commanded", "seat-9"]
+        .iter()
+        .zip(1..)
+        .map(|(name, n)| (n, (*name).to_owned()))
+        .collect();
     // Numbered in the order the streams first appear in the log.
     assert_eq!(streams, numbered);
+    let (command_ids, causation_ids): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(command_id), COUNT(causation_id) FROM events WHERE length(id) = 16 AND length(hash) = 32",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("counting converted rows");
+    // All 11 events converted: the 7 numbered ones and the 2 appended after
+    // the migration carry a causation id, the 2 commanded ones a command id
+    // and no causation id.
+    assert_eq!((command_ids, causation_ids), (2, 9));
     // The view an auditor reads shows every event with its stream's name.
     let log: Vec<(i64, String, i64)> = conn
         .prepare("SELECT position, stream, stream_version FROM event_log ORDER BY position")
         .and_then(|mut stmt| stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?.collect())
         .expect("reading the event_log view");
-    assert_eq!(log.len(), 9);
+    assert_eq!(log.len(), 11);
     assert_eq!(log[1], (2, "seat-1".to_owned(), 0));
-    assert_eq!(log[7], (8, "seat-1".to_owned(), 2));
-    assert_eq!(log[8], (9, "seat-9".to_owned(), 0));
+    assert_eq!(log[8], (9, "commanded".to_owned(), 1));
+    assert_eq!(log[9], (10, "seat-1".to_owned(), 2));
+    assert_eq!(log[10], (11, "seat-9".to_owned(), 0));
 }
 
 /// A version 2 file that something else wrote a damaged id into still opens
-/// and migrates; the damaged value is kept as its bytes, and reading its
-/// event says which event and which column, as before the migration.
+/// and migrates; the damaged value is kept as text with a marker (so that it
+/// can never pass for a uuid), and reading its event says which event and
+/// which column, as before the migration. So is a uuid spelled otherwise
+/// than the store writes it (upper case here), which must not be converted
+/// into an id the store never stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_id_survives_the_migration_and_is_named() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
@@ -477,19 +518,182 @@ async fn a_damaged_id_survives_the_migration_and_is_named() {
     append_numbered(&*open(&path), 5).await;
     back_to_version_2(&path);
     tamper(&path, "UPDATE events SET correlation_id = 'not-a-uuid' WHERE position = 3");
+    tamper(&path, "UPDATE events SET id = upper(id) WHERE position = 4");
 
     let store = open(&path);
     let error = store.read_all(0, 10).await.expect_err("a row whose correlation id is not a uuid was read");
     let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
-    // "not-a-uuid" in hex.
     assert!(
         message.contains("correlation id of the event at position 3")
-            && message.contains("10 bytes (6e6f742d612d75756964)"),
+            && message.contains(r#"43 bytes, the text "not as seatledger writes a uuid: not-a-uuid""#),
         "the message does not say which value of which event is damaged: {message}"
     );
     assert_eq!(store.read_all(0, 2).await.expect("the events before it").len(), 2);
+    let error = store.read_all(3, 10).await.expect_err("an id in upper case was read");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    assert!(
+        message.contains("the id of the event at position 4 is stored as 69 bytes, the text \"not as seatledger"),
+        "{message}"
+    );
     drop(store);
     assert_migrated(&path);
+}
+
+/// An event whose stream has no row in `streams` is reported, naming its
+/// position, not skipped by the join. SQLite refuses to delete a stream's
+/// row while events refer to it (the foreign key); something else writing
+/// the file with foreign keys off is how it could happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_whose_stream_has_no_row_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    append_numbered(&*open(&path), 3).await;
+    let conn = rusqlite::Connection::open(&path).expect("opening the file to tamper with it");
+    let refused = conn.execute("DELETE FROM streams WHERE name = 'seat-1'", []);
+    assert!(refused.is_err(), "a stream's row was deleted under its events: {refused:?}");
+    conn.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM streams WHERE name = 'seat-1';").expect("tampering");
+    drop(conn);
+    let error = open(&path).read_all(0, 10).await.expect_err("an event with no stream was read or skipped");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    assert!(message.contains("the stream of the event at position 2 has no row in `streams`"), "{message}");
+}
+
+/// Spawns one request.
+type Spawn<T> = Box<dyn FnOnce() -> tokio::task::JoinHandle<T>>;
+
+/// The store behind a write lock held by another connection, so that what is
+/// queued meanwhile shares one group: the writer takes `first` alone and
+/// waits for the lock with it, and the requests spawned after it (in that
+/// order, 20 ms apart) queue behind and make its next group. Returns each
+/// request's answer, and the commits the writer made for all of them.
+async fn in_one_group<T: Send + 'static>(
+    path: &Path,
+    sqlite: &SqliteStore,
+    first: Spawn<T>,
+    after: Vec<Spawn<T>>,
+) -> (T, Vec<T>, u64) {
+    let before = sqlite.write_stats();
+    let blocker = rusqlite::Connection::open(path).expect("opening a second connection");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("taking the write lock");
+    let first = first();
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut tasks = Vec::new();
+    for spawn in after {
+        tasks.push(spawn());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    blocker.execute_batch("ROLLBACK").expect("releasing the write lock");
+    let first = first.await.expect("a task panicked");
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("a task panicked"));
+    }
+    (first, answers, sqlite.write_stats().commits - before.commits)
+}
+
+/// [`a_stream_number_rolled_back_is_forgotten`] inside a group: the refused
+/// append ran in a savepoint, whose rollback took the new stream's number
+/// back while the rest of the group went on. The next request of the same
+/// group creates a stream and is given that number; a writer that still
+/// remembered it for the refused stream would file that stream's later
+/// events under the other one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_number_rolled_back_in_a_group_is_forgotten() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    store.append(stream_append("old", ExpectedVersion::NoStream, new_events("old", 1))).await.expect("first append");
+    type Answer = Result<Vec<seatledger_store::AppendOutcome>, StoreError>;
+    let spawn = |appends: Vec<seatledger_store::StreamAppend>| -> Spawn<Answer> {
+        let store = store.clone();
+        Box::new(move || tokio::spawn(async move { store.append_many(appends).await }))
+    };
+    let first = spawn(vec![stream_append("warm", ExpectedVersion::NoStream, new_events("warm", 1))]);
+    let (warm, answers, commits) = in_one_group(
+        &path,
+        &sqlite,
+        first,
+        vec![
+            spawn(vec![
+                stream_append("first", ExpectedVersion::NoStream, new_events("first", 1)),
+                stream_append("old", ExpectedVersion::NoStream, new_events("old again", 1)),
+            ]),
+            spawn(vec![stream_append("second", ExpectedVersion::NoStream, new_events("second", 2))]),
+        ],
+    )
+    .await;
+    warm.expect("the first append");
+    assert!(matches!(&answers[0], Err(StoreError::Conflict { .. })), "not refused: {:?}", answers[0]);
+    answers[1].as_ref().expect("the second stream's append");
+    assert!(commits <= 2, "{commits} commits: the requests did not share a group");
+    store
+        .append(stream_append("first", ExpectedVersion::NoStream, new_events("first", 3)))
+        .await
+        .expect("the first stream, refused before, is still new");
+    let versions = |stream: &'static str| {
+        let store = store.clone();
+        async move {
+            let read = store.read_stream(stream, 0, Direction::Forwards, 10).await.expect("reading a stream");
+            read.iter().map(|e| (e.stream.to_string(), e.stream_version)).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(versions("second").await, [("second".to_owned(), 0), ("second".to_owned(), 1)]);
+    assert_eq!(versions("first").await.len(), 3);
+}
+
+/// A one-stream append writes its new stream's row just before its first
+/// event. When that event is refused by SQL (a trigger here, as a full disk
+/// would), the request has written although the head has not moved: in a
+/// group, the whole group must be rolled back, and no row of the refused
+/// stream may be left in `streams`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_streams_row_written_before_a_failing_event_dooms_the_group() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    store.append(stream_append("old", ExpectedVersion::NoStream, new_events("old", 1))).await.expect("first append");
+    rusqlite::Connection::open(&path)
+        .and_then(|conn| {
+            conn.execute_batch(
+                "CREATE TRIGGER doomed BEFORE INSERT ON events WHEN NEW.stream_version = 0 \
+                 AND NEW.stream = (SELECT number FROM streams WHERE name = 'doomed') \
+                 BEGIN SELECT RAISE(ABORT, 'the test refuses this stream'); END;",
+            )
+        })
+        .expect("creating the trigger");
+    type Answer = Result<seatledger_store::AppendOutcome, StoreError>;
+    let spawn = |stream: &'static str| -> Spawn<Answer> {
+        let store = store.clone();
+        Box::new(move || {
+            tokio::spawn(async move {
+                store.append(stream_append(stream, ExpectedVersion::NoStream, new_events(stream, 1))).await
+            })
+        })
+    };
+    let first = spawn("warm");
+    let (warm, answers, _) =
+        in_one_group(&path, &sqlite, first, vec![spawn("good-0"), spawn("doomed"), spawn("good-1")]).await;
+    warm.expect("the first append");
+    for answer in &answers {
+        assert!(
+            matches!(answer, Err(e) if e.to_string().contains("the test refuses this stream")),
+            "a request of the doomed group was not told: {answer:?}"
+        );
+    }
+    let conn = rusqlite::Connection::open(&path).expect("opening the file");
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM streams WHERE name IN ('doomed', 'good-0', 'good-1')", [], |r| r.get(0))
+        .expect("counting stream rows");
+    assert_eq!(rows, 0, "the rolled-back group left stream rows behind");
+    conn.execute_batch("DROP TRIGGER doomed").expect("dropping the trigger");
+    let after = store
+        .append(stream_append("doomed", ExpectedVersion::NoStream, new_events("doomed", 1)))
+        .await
+        .expect("the refused stream, now allowed");
+    assert_eq!((after.first_version, after.first_position), (0, 3));
 }
 
 /// A new stream's number is given inside the append's transaction. When the
