@@ -71,6 +71,13 @@ pub(crate) fn parse_link(bytes: &[u8], what: impl Display) -> Result<[u8; 32], S
         .map_err(|_| StoreError::Corrupt(format!("{what} is stored as {}, not a 32-byte link", shown(bytes))))
 }
 
+/// A stream's name read through a `LEFT JOIN` from the events to `streams`:
+/// `None` means the events of `whose` have a stream number with no row (the
+/// file was written with foreign keys off), which is damage, not absence.
+pub(crate) fn stream_name<T>(name: Option<T>, whose: impl Display) -> Result<T, StoreError> {
+    name.ok_or_else(|| StoreError::Corrupt(format!("the stream of {whose} has no row in `streams`")))
+}
+
 /// A damaged value for a message: its length, and its bytes as text when
 /// they are printable text (what migration 3 keeps of text it could not
 /// convert), else as hex (the first 64).
@@ -118,14 +125,11 @@ pub(crate) fn event_from_row(row: &Row<'_>) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         position: from_sql_int(position, "a position")?,
         id: parse_uuid(blob(1, "id")?, format_args!("the id of the event at position {position}"))?,
-        stream: match get(2, "stream")? {
-            ValueRef::Null => {
-                return Err(StoreError::Corrupt(format!(
-                    "the stream of the event at position {position} has no row in `streams`"
-                )))
-            }
-            name => name.as_str().map_err(|e| column_error("stream", Some(position), e.into()))?.into(),
-        },
+        stream: stream_name(
+            get(2, "stream")?.as_str_or_null().map_err(|e| column_error("stream", Some(position), e.into()))?,
+            format_args!("the event at position {position}"),
+        )?
+        .into(),
         stream_version: from_sql_int(
             int(3, "stream_version")?,
             format_args!("the stream version of the event at position {position}"),

@@ -25,7 +25,7 @@
 //! an append to a known stream names it by number without looking it up.
 
 use crate::checkpointer::Checkpointer;
-use crate::rows::{micros, parse_link, to_sql_int, uuid_blob, Context};
+use crate::rows::{micros, parse_link, stream_name, to_sql_int, uuid_blob, Context};
 use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension};
 use seatledger_store::{
@@ -778,14 +778,16 @@ fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreErr
         )
         .context(doing)?;
     let row = stmt
-        .query_row([uuid_blob(&id)], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?)))
+        .query_row([uuid_blob(&id)], |row| {
+            Ok((row.get::<_, Option<String>>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })
         .optional()
         .context(doing)?;
     row.map(|(stream, version, position)| {
         Ok(EventLocation {
             stream_version: crate::rows::from_sql_int(version, format_args!("the version of event {id}"))?,
             position: crate::rows::from_sql_int(position, format_args!("the position of event {id}"))?,
-            stream,
+            stream: stream_name(stream, format_args!("event {id}"))?,
         })
     })
     .transpose()
@@ -813,7 +815,13 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
         .context(doing)?;
     let row = stmt
         .query_row([id], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, i64>(2)?, row.get(3)?, row.get(4)?))
+            Ok((
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })
         .optional()
         .context(doing)?;
@@ -823,7 +831,7 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
     let number =
         |value: i64, what: &str| crate::rows::from_sql_int(value, format_args!("{what} of command {command_id}"));
     Ok(Some(AppendOutcome {
-        stream,
+        stream: stream_name(stream, format_args!("the events of command {command_id}"))?,
         first_version: number(first_version, "the first version")?,
         last_version: number(last_version, "the last version")?,
         first_position: number(first_position, "the first position")?,

@@ -547,15 +547,27 @@ async fn a_damaged_id_survives_the_migration_and_is_named() {
 async fn an_event_whose_stream_has_no_row_is_reported_not_skipped() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let path = dir.path().join("events.db");
-    append_numbered(&*open(&path), 3).await;
+    let command = Uuid::now_v7();
+    {
+        let store = open(&path);
+        append_numbered(&*store, 3).await;
+        append_commanded(store.as_ref(), "gone", command).await.expect("a commanded append");
+    }
     let conn = rusqlite::Connection::open(&path).expect("opening the file to tamper with it");
     let refused = conn.execute("DELETE FROM streams WHERE name = 'seat-1'", []);
     assert!(refused.is_err(), "a stream's row was deleted under its events: {refused:?}");
-    conn.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM streams WHERE name = 'seat-1';").expect("tampering");
+    conn.execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM streams WHERE name IN ('seat-1', 'gone');")
+        .expect("tampering");
     drop(conn);
-    let error = open(&path).read_all(0, 10).await.expect_err("an event with no stream was read or skipped");
+    let store = open(&path);
+    let error = store.read_all(0, 10).await.expect_err("an event with no stream was read or skipped");
     let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
     assert!(message.contains("the stream of the event at position 2 has no row in `streams`"), "{message}");
+    // The command's lookup finds its events, and says their stream is gone
+    // rather than that the command is new (which would append it again).
+    let error = store.command_outcome(command).await.expect_err("a command with no stream was taken for new");
+    let StoreError::Corrupt(message) = &error else { panic!("expected Corrupt, got {error:?}") };
+    assert!(message.contains(&format!("the stream of the events of command {command} has no row")), "{message}");
 }
 
 /// Spawns one request.
