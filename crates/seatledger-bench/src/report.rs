@@ -244,6 +244,35 @@ pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
+/// The CPU a replay may spend on each event to reach `rate` events a
+/// second with `cores` cores all busy, in µs: `cores ÷ rate`.
+pub fn cpu_budget_us(rate: f64, cores: usize) -> f64 {
+    cores as f64 / rate * 1e6
+}
+
+/// What a replay target leaves for the projections, once reading and
+/// decoding have taken `read_decode_us` of CPU per event: a sentence for the
+/// fold row, which shows whether the target is within this machine's reach
+/// at all with the stages measured before it.
+pub fn replay_budget_text(rate: f64, cores: usize, read_decode_us: f64) -> String {
+    let budget = cpu_budget_us(rate, cores);
+    let share = read_decode_us / budget * 100.0;
+    if read_decode_us >= budget {
+        format!(
+            "at {} events/s the {cores} cores give {budget:.2} µs of CPU per event, and opening the store, reading and decoding alone \
+             took {read_decode_us:.2} µs ({share:.0} % of it): out of reach before any projection",
+            num(rate)
+        )
+    } else {
+        format!(
+            "at {} events/s the {cores} cores give {budget:.2} µs of CPU per event; opening the store, reading and decoding took \
+             {read_decode_us:.2} µs ({share:.0} %), leaving {:.2} µs for every projection together",
+            num(rate),
+            budget - read_decode_us
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,6 +299,20 @@ mod tests {
         let wall = start.elapsed().as_secs_f64();
         assert!(spent <= wall * cores + 0.05, "{spent} s of user time in {wall} s of wall time on {cores} cores");
         assert!(cpu_seconds().is_some_and(|(_, system)| system >= 0.0));
+    }
+
+    #[test]
+    fn a_replay_target_leaves_what_its_cores_give_less_reading_and_decoding() {
+        // 2 cores ÷ 1,500,000 events/s = 1.333… µs of CPU per event.
+        assert!((cpu_budget_us(1_500_000.0, 2) - 4.0 / 3.0).abs() < 1e-9);
+        // 1 core ÷ 500,000 events/s = 2 µs.
+        assert!((cpu_budget_us(500_000.0, 1) - 2.0).abs() < 1e-9);
+        // 1.25 of 1.333 µs: 94 %, 0.08 µs left.
+        let text = replay_budget_text(1_500_000.0, 2, 1.25);
+        assert!(text.contains("1.33 µs") && text.contains("(94 %)") && text.contains("leaving 0.08 µs"), "{text}");
+        // 2 µs of 1.333: 150 %, nothing left.
+        let text = replay_budget_text(1_500_000.0, 2, 2.0);
+        assert!(text.contains("(150 % of it): out of reach"), "{text}");
     }
 
     #[test]
