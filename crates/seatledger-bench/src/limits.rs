@@ -80,8 +80,9 @@ pub enum StreamsShape {
     /// stream's version (a seek in the `(stream, stream_version)` index) and
     /// the INSERT of all fifteen columns (the command-id probe and the
     /// event-id lookup are skipped for such ids since lever 18, no
-    /// `streams` row is updated since lever 21, and since lever 30 the
-    /// stream is a number the writer already knows; 64 tasks that draw their ids
+    /// `streams` row is updated since lever 21, since lever 30 the
+    /// stream is a number the writer already knows, and since lever 31 the
+    /// command id is indexed once per append); 64 tasks that draw their ids
     /// before they queue can hand the writer an id below one it has just
     /// stored, which it then looks up, so in that shape the row is a little
     /// kinder to SQLite than the writer's work). Left out is what is
@@ -207,7 +208,7 @@ fn seatledger_append(
     // uuid v7 ids above the greatest it has stored (lever 18), which every
     // id drawn here is.
     let version = next_version(tx, stream)?;
-    insert_seatledger_row(tx, position, stream, version, id, command, payload)
+    insert_seatledger_row(tx, position, stream, version, id, (command, 1), payload)
 }
 
 /// The stream's next version, as the writer reads it: one seek to the end
@@ -221,7 +222,7 @@ fn next_version(tx: &Connection, stream: i64) -> anyhow::Result<i64> {
     Ok(current.map_or(0, |v| v + 1))
 }
 
-/// The writer's INSERT of one event, all fifteen columns, ids and the link
+/// The writer's INSERT of one event, all sixteen columns, ids and the link
 /// as BLOBs, the stream as its number.
 fn insert_seatledger_row(
     tx: &Connection,
@@ -229,13 +230,14 @@ fn insert_seatledger_row(
     stream: i64,
     version: i64,
     id: uuid::Uuid,
-    command: uuid::Uuid,
+    (command, command_run): (uuid::Uuid, i64),
     payload: &str,
 ) -> anyhow::Result<()> {
     tx.prepare_cached(
         "INSERT INTO events (position, id, stream, stream_version, type, schema_version, recorded_at_us, \
-         effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash) \
-         VALUES (?1, ?2, ?3, ?4, 'ReservationMade', 1, ?5, ?5, 'ops@bench.example', 'portal', ?6, NULL, ?6, ?7, ?8)",
+         effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash, command_run) \
+         VALUES (?1, ?2, ?3, ?4, 'ReservationMade', 1, ?5, ?5, 'ops@bench.example', 'portal', ?6, NULL, ?6, ?7, ?8, \
+         ?9)",
     )?
     .execute(rusqlite::params![
         position,
@@ -245,14 +247,16 @@ fn insert_seatledger_row(
         1_700_000_000_000_000 + position,
         &command.as_bytes()[..],
         payload,
-        &[0u8; 32][..]
+        &[0u8; 32][..],
+        command_run
     ])?;
     Ok(())
 }
 
 /// Batched appends as SQLite alone serves them with seatledger's schema and
 /// statements: COMMITs of one append of `batch` events to one stream (the
-/// version read once per append, the INSERT once per event),
+/// version read once per append, the INSERT once per event, the command id
+/// indexed on the first event only since lever 31),
 /// for `duration`. Left out, as in [`StreamsShape::Seatledger`]: the hash
 /// chain, the codec, the writer thread. Returns events/s and per-COMMIT
 /// latency.
@@ -283,9 +287,12 @@ pub fn rusqlite_seatledger_batches(
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let first = next_version(&tx, stream)?;
         let command = uuid::Uuid::now_v7();
-        for k in 0..i64::try_from(batch)? {
+        let length = i64::try_from(batch)?;
+        for k in 0..length {
             appended += 1;
-            insert_seatledger_row(&tx, appended, stream, first + k, uuid::Uuid::now_v7(), command, payload)?;
+            // The append's length on its first event, 0 on the rest.
+            let run = if k == 0 { length } else { 0 };
+            insert_seatledger_row(&tx, appended, stream, first + k, uuid::Uuid::now_v7(), (command, run), payload)?;
         }
         tx.commit()?;
         lat.push(t.elapsed());

@@ -164,6 +164,29 @@ const MIGRATIONS: &[&str] = &[
                e.payload, lower(hex(e.hash)) AS hash
         FROM events AS e LEFT JOIN streams AS s ON s.number = e.stream;
     "#,
+    // Version 4: the command-id index holds one entry per run of a command's
+    // events, not one per event (docs/benchmarks.md, lever 31). Every event
+    // keeps its command id; `events_by_command_id` carried it for each of
+    // them, so a batch of 100 events wrote 100 entries with one key and a
+    // batch of 10,000 wrote 10,000 (without them SQLite alone appends
+    // batches of 100 about a fifth faster with this schema). Now the first
+    // event of a run (the events one append writes, or consecutive imported
+    // events of one command on one stream, which take consecutive versions
+    // and positions) holds the run's length in `command_run`, and the rest
+    // of the run holds 0, as does an event without a command id; only
+    // entries whose `command_run` is not 0 are indexed. A command's outcome
+    // is derived from its runs as it was from its events: the first stream
+    // it wrote to owns it, with the versions and positions of all its
+    // events there. Events stored before this version hold no length
+    // (NULL): each is a run of one, indexed as before, so the migration
+    // rewrites no row; it builds the new index from the table (about a
+    // second per million events) and drops the old one.
+    r#"
+    ALTER TABLE events ADD COLUMN command_run INTEGER;
+    CREATE INDEX events_by_command_run ON events (command_id)
+        WHERE command_id IS NOT NULL AND command_run IS NOT 0;
+    DROP INDEX events_by_command_id;
+    "#,
 ];
 
 /// The schema version this build reads and writes.

@@ -174,11 +174,7 @@ pub(crate) fn load_head(conn: &Connection) -> Result<Head, StoreError> {
     let mut head = last_event(conn)?;
     if head.position > 0 {
         head.newest_v7_event_id = greatest_v7(conn, "SELECT id FROM events ORDER BY id DESC", "event ids")?;
-        head.newest_v7_command_id = greatest_v7(
-            conn,
-            "SELECT command_id FROM events WHERE command_id IS NOT NULL ORDER BY command_id DESC",
-            "command ids",
-        )?;
+        head.newest_v7_command_id = greatest_v7(conn, GREATEST_COMMAND_IDS, "command ids")?;
     }
     Ok(head)
 }
@@ -605,10 +601,18 @@ impl Writer {
             // cache's lookup hashes the whole SQL text (4 % of the writer on
             // batches of 10,000).
             let mut insert = prepare_insert(&self.conn)?;
+            // The events of one stream append share one command id
+            // (`validate_appends`): one run, its length on the first event.
+            let run = if append.events.first().is_some_and(|e| e.metadata.command_id.is_some()) {
+                to_sql_int(count, "an append's length")?
+            } else {
+                NOT_A_RUN_START
+            };
             for (offset, event) in append.events.into_iter().enumerate() {
                 let mut stored =
                     StoredEvent::unplaced(&append.stream, first_version + offset as u64, recorded_at, event);
-                insert_event(&mut insert, &mut self.head, number, &mut stored)?;
+                let run = if offset == 0 { run } else { NOT_A_RUN_START };
+                insert_event(&mut insert, &mut self.head, number, &mut stored, run)?;
             }
             let last_version = first_version + count - 1;
             outcomes.push(AppendOutcome {
@@ -661,6 +665,10 @@ impl Writer {
     fn import(&mut self, events: Vec<StoredEvent>) -> Result<ImportOutcome, StoreError> {
         let mut outcome = ImportOutcome::default();
         let mut insert = prepare_insert(&self.conn)?;
+        // Imported events carry command ids too: consecutive ones of one
+        // command on one stream make a run, whose first event gets its
+        // length once the run has ended.
+        let mut run: Option<CommandRun> = None;
         for mut event in events {
             // Whole microseconds are what this file keeps; truncating before
             // the hash is computed keeps the chain true to what is stored.
@@ -687,10 +695,79 @@ impl Writer {
                 Some(number) => number,
                 None => self.streams.create(&self.conn, &event.stream)?,
             };
-            insert_event(&mut insert, &mut self.head, number, &mut event)?;
+            let continues = match (&mut run, event.metadata.command_id) {
+                (Some(r), Some(command_id)) => r.continued_by(command_id, number, &event, self.head.position + 1),
+                _ => false,
+            };
+            if !continues {
+                if let Some(ended) = run.take() {
+                    ended.record(&self.conn)?;
+                }
+                run = event.metadata.command_id.map(|command_id| CommandRun {
+                    command_id,
+                    stream: number,
+                    first_version: event.stream_version,
+                    first_position: self.head.position + 1,
+                    length: 1,
+                });
+            }
+            let starts_run = !continues && run.is_some();
+            insert_event(
+                &mut insert,
+                &mut self.head,
+                number,
+                &mut event,
+                if starts_run { 1 } else { NOT_A_RUN_START },
+            )?;
             outcome.imported += 1;
         }
+        if let Some(ended) = run {
+            ended.record(&self.conn)?;
+        }
         Ok(outcome)
+    }
+}
+
+/// `command_run` of an event that does not start a run of its command's
+/// events (or has no command id): not in the command-id index.
+const NOT_A_RUN_START: i64 = 0;
+
+/// Consecutive imported events of one command on one stream, being
+/// inserted: consecutive positions and versions.
+struct CommandRun {
+    command_id: Uuid,
+    stream: i64,
+    first_version: u64,
+    first_position: u64,
+    length: u64,
+}
+
+impl CommandRun {
+    /// Whether `event`, of `command_id` on the stream numbered `stream`, to
+    /// be stored at `position`, is this run's next event; if so it is
+    /// counted in.
+    fn continued_by(&mut self, command_id: Uuid, stream: i64, event: &StoredEvent, position: u64) -> bool {
+        let next = command_id == self.command_id
+            && stream == self.stream
+            && event.stream_version == self.first_version + self.length
+            && position == self.first_position + self.length;
+        if next {
+            self.length += 1;
+        }
+        next
+    }
+
+    /// Write the run's length on its first event, which was inserted with 1.
+    fn record(self, conn: &Connection) -> Result<(), StoreError> {
+        if self.length == 1 {
+            return Ok(());
+        }
+        let doing = || format!("recording the run of command {} at position {}", self.command_id, self.first_position);
+        let values = [to_sql_int(self.first_position, "a position")?, to_sql_int(self.length, "a run's length")?];
+        conn.prepare_cached("UPDATE events SET command_run = ?2 WHERE position = ?1")
+            .and_then(|mut stmt| stmt.execute(values))
+            .context(doing)?;
+        Ok(())
     }
 }
 
@@ -698,8 +775,8 @@ impl Writer {
 fn prepare_insert(conn: &Connection) -> Result<CachedStatement<'_>, StoreError> {
     conn.prepare_cached(
         "INSERT INTO events (position, id, stream, stream_version, type, schema_version, recorded_at_us, \
-         effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+         effective_at_us, actor, channel, correlation_id, causation_id, command_id, payload, hash, command_run) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
     )
     .context(|| "preparing the insert of an event".to_owned())
 }
@@ -707,12 +784,15 @@ fn prepare_insert(conn: &Connection) -> Result<CachedStatement<'_>, StoreError> 
 /// Give `event` the next position after `head`, insert it and its link with
 /// `stmt` (from [`prepare_insert`]) into the stream numbered `stream`, and
 /// move `head` on to it. The link is stored as its 32 bytes; `event.hash`
-/// is left as it was (the caller drops the event).
+/// is left as it was (the caller drops the event). `command_run` is the
+/// length of the run of its command's events it starts, or
+/// [`NOT_A_RUN_START`].
 fn insert_event(
     stmt: &mut CachedStatement<'_>,
     head: &mut Head,
     stream: i64,
     event: &mut StoredEvent,
+    command_run: i64,
 ) -> Result<(), StoreError> {
     if let Some(last) = head.recorded_at {
         assert!(event.recorded_at >= last, "recorded_at would go backwards after position {}", head.position);
@@ -736,6 +816,7 @@ fn insert_event(
         event.metadata.command_id.as_ref().map(uuid_blob),
         event.payload,
         &link[..],
+        command_run,
     ]);
     match inserted {
         Ok(1) => {}
@@ -793,26 +874,42 @@ fn locate(conn: &Connection, id: Uuid) -> Result<Option<EventLocation>, StoreErr
     .transpose()
 }
 
-/// The outcome a command id produced, derived from the events that carry it:
-/// the first stream it wrote to owns it. Deriving it (rather than keeping a
-/// table of outcomes) makes imported events deduplicate retries as well.
+// The command-id lookups. Each spells the condition of the partial index
+// `events_by_command_run` (schema version 4) as it is, which is how SQLite
+// knows it may use it (tested below).
+
+/// Command ids from the greatest down, for [`greatest_v7`].
+const GREATEST_COMMAND_IDS: &str =
+    "SELECT command_id FROM events WHERE command_id IS NOT NULL AND command_run IS NOT 0 ORDER BY command_id DESC";
+
+/// Whether a command id is stored: one index probe.
+const COMMAND_PROBE: &str = "SELECT 1 FROM events WHERE command_id = ?1 AND command_run IS NOT 0 LIMIT 1";
+
+/// A stored command's outcome from its runs (see [`command_outcome`]).
+const COMMAND_OUTCOME: &str =
+    "SELECT s.name, MIN(e.stream_version), MAX(e.stream_version + ifnull(e.command_run, 1) - 1), \
+     MIN(e.position), MAX(e.position + ifnull(e.command_run, 1) - 1) \
+     FROM events AS e LEFT JOIN streams AS s ON s.number = e.stream \
+     WHERE e.command_id = ?1 AND e.command_run IS NOT 0 \
+     GROUP BY e.stream ORDER BY MIN(e.position) LIMIT 1";
+
+/// The outcome a command id produced, derived from the runs of events that
+/// carry it (schema version 4: the first event of each run holds the run's
+/// length, a NULL one left by an earlier version being a run of one): the
+/// first stream it wrote to owns it, with the versions and positions of all
+/// its events there. Deriving it (rather than keeping a table of outcomes)
+/// makes imported events deduplicate retries as well.
 pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Option<AppendOutcome>, StoreError> {
     let doing = || format!("looking up command id {command_id}");
     let id = uuid_blob(&command_id);
     // Nearly every command id is new. One index probe answers that; the
     // grouped query below sets up two sorters even when nothing matches
     // (it was 8.6 % of the writer thread under 64 appenders).
-    let mut probe = conn.prepare_cached("SELECT 1 FROM events WHERE command_id = ?1 LIMIT 1").context(doing)?;
+    let mut probe = conn.prepare_cached(COMMAND_PROBE).context(doing)?;
     if !probe.exists([id]).context(doing)? {
         return Ok(None);
     }
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT s.name, MIN(e.stream_version), MAX(e.stream_version), MIN(e.position), MAX(e.position) \
-             FROM events AS e LEFT JOIN streams AS s ON s.number = e.stream WHERE e.command_id = ?1 \
-             GROUP BY e.stream ORDER BY MIN(e.position) LIMIT 1",
-        )
-        .context(doing)?;
+    let mut stmt = conn.prepare_cached(COMMAND_OUTCOME).context(doing)?;
     let row = stmt
         .query_row([id], |row| {
             Ok((
@@ -885,4 +982,34 @@ fn delete_checkpoint(conn: &Connection, name: &str) -> Result<(), StoreError> {
     let mut stmt = conn.prepare_cached("DELETE FROM checkpoints WHERE name = ?1").context(doing)?;
     stmt.execute([name]).context(doing)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each command-id lookup reads the partial index, not the table: a
+    /// condition spelled differently from the index's would make SQLite scan
+    /// every event for each lookup, with the same answers.
+    #[test]
+    fn the_command_lookups_read_the_index_of_runs() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let conn = crate::schema::open_writer(&dir.path().join("events.db")).expect("opening the writer connection");
+        for sql in [GREATEST_COMMAND_IDS, COMMAND_PROBE, COMMAND_OUTCOME] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explaining a lookup");
+            // A command id for those that take one.
+            let id = vec![0u8; 16];
+            let params: Vec<&dyn rusqlite::ToSql> = if stmt.parameter_count() == 1 { vec![&id] } else { vec![] };
+            let plan: Vec<String> = stmt
+                .query_map(params.as_slice(), |row| row.get(3))
+                .and_then(|rows| rows.collect())
+                .expect("reading the plan");
+            let events: Vec<&String> =
+                plan.iter().filter(|step| step.contains(" e ") || step.contains("events")).collect();
+            assert!(
+                !events.is_empty() && events.iter().all(|step| step.contains("INDEX events_by_command_run")),
+                "{sql}\n{plan:#?}"
+            );
+        }
+    }
 }

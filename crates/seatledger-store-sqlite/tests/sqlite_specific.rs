@@ -4,7 +4,7 @@
 
 use seatledger_store::conformance::{new_event, new_events, stream_append, with_command};
 use seatledger_store::{
-    Clock, Direction, EventStore, ExpectedVersion, StoreError, StoredEvent, SystemClock, MAX_READ_COUNT,
+    AppendOutcome, Clock, Direction, EventStore, ExpectedVersion, StoreError, StoredEvent, SystemClock, MAX_READ_COUNT,
 };
 use seatledger_store_sqlite::{SqliteStore, SCHEMA_VERSION};
 use std::collections::BTreeSet;
@@ -570,6 +570,67 @@ async fn an_event_whose_stream_has_no_row_is_reported_not_skipped() {
     assert!(message.contains(&format!("the stream of the events of command {command} has no row")), "{message}");
 }
 
+/// An imported event of `command` at `version` of `stream`, recorded
+/// `second` seconds into a fixed past day.
+fn imported(stream: &str, version: u64, second: i64, command: Uuid) -> StoredEvent {
+    let recorded_at = chrono::DateTime::from_timestamp(1_700_000_000 + second, 0).expect("a valid instant");
+    let [event] = with_command(vec![new_event(r#"{"imported":true}"#)], command).try_into().expect("one event");
+    StoredEvent::unplaced(stream, version, recorded_at, event)
+}
+
+/// A command's outcome as `commands` keeps it (schema version 4) is what
+/// the lookup derived from the events before (version 3): the first stream
+/// the command wrote to owns it, with the versions and positions of all its
+/// events there, however its events were spread over streams and imports.
+/// The same file migrated from version 3 derives the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_belongs_to_the_first_stream_it_wrote_to_across_imports_and_the_migration() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let (c, d) = (Uuid::now_v7(), Uuid::now_v7());
+    // Positions 1 to 6, in this order: c on a, c on b, c on a; then, in a
+    // second import, c on b again and d twice on b.
+    let first = vec![imported("a", 0, 0, c), imported("b", 0, 1, c), imported("a", 1, 2, c)];
+    let second = vec![imported("b", 1, 3, c), imported("b", 2, 4, d), imported("b", 3, 5, d)];
+    // Worked out by hand: c wrote to a first (position 1), and its events on
+    // a are versions 0 and 1 at positions 1 and 3; its events on b
+    // (positions 2 and 4, the last one after all of c's events on a) do not
+    // change that. d is versions 2 and 3 of b, at positions 5 and 6.
+    let owned_by = |stream: &str, versions: (u64, u64), positions: (u64, u64)| AppendOutcome {
+        stream: stream.to_owned(),
+        first_version: versions.0,
+        last_version: versions.1,
+        first_position: positions.0,
+        last_position: positions.1,
+        deduplicated: false,
+    };
+    let expected = [(c, owned_by("a", (0, 1), (1, 3))), (d, owned_by("b", (2, 3), (5, 6)))];
+    {
+        let store = open(&path);
+        assert_eq!(store.import(first).await.expect("the first import").imported, 3);
+        assert_eq!(store.import(second).await.expect("the second import").imported, 3);
+        for (command, outcome) in &expected {
+            let found = store.command_outcome(*command).await.expect("command_outcome failed");
+            assert_eq!(found.as_ref(), Some(outcome), "command {command}, as the writer recorded it");
+        }
+    }
+    back_to_version_3(&path);
+    let store = open(&path);
+    assert_migrated(&path);
+    for (command, outcome) in &expected {
+        let found = store.command_outcome(*command).await.expect("command_outcome failed");
+        assert_eq!(found.as_ref(), Some(outcome), "command {command}, as the migration derived it");
+    }
+    // A retry of c is answered from a; c on another stream is refused.
+    let retry = store
+        .append(stream_append("a", ExpectedVersion::Exact(7), with_command(new_events("retry", 1), c)))
+        .await
+        .expect("a retried command");
+    assert_eq!(retry, AppendOutcome { deduplicated: true, ..expected[0].1.clone() });
+    assert_command_reuse_refused(store.as_ref(), "elsewhere", c, "a", "after the migration").await;
+    assert_eq!(store.head_position().await.expect("head_position failed"), 6, "a retry or a refusal wrote");
+}
+
 /// Spawns one request.
 type Spawn<T> = Box<dyn FnOnce() -> tokio::task::JoinHandle<T>>;
 
@@ -653,6 +714,54 @@ async fn a_stream_number_rolled_back_in_a_group_is_forgotten() {
     };
     assert_eq!(versions("second").await, [("second".to_owned(), 0), ("second".to_owned(), 1)]);
     assert_eq!(versions("first").await.len(), 3);
+}
+
+/// A request that recorded its command and was then refused, inside a group,
+/// leaves no `commands` row: the command is new when it comes again, and the
+/// request that shared the group keeps its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_of_a_request_refused_in_a_group_is_not_recorded() {
+    let dir = tempfile::tempdir().expect("creating a temp dir");
+    let path = dir.path().join("events.db");
+    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    store.append(stream_append("old", ExpectedVersion::NoStream, new_events("old", 1))).await.expect("first append");
+    let (refused, kept) = (Uuid::now_v7(), Uuid::now_v7());
+    type Answer = Result<Vec<AppendOutcome>, StoreError>;
+    let spawn = |appends: Vec<seatledger_store::StreamAppend>| -> Spawn<Answer> {
+        let store = store.clone();
+        Box::new(move || tokio::spawn(async move { store.append_many(appends).await }))
+    };
+    let first = spawn(vec![stream_append("warm", ExpectedVersion::NoStream, new_events("warm", 1))]);
+    let (warm, answers, commits) = in_one_group(
+        &path,
+        &sqlite,
+        first,
+        vec![
+            spawn(vec![
+                stream_append("commanded", ExpectedVersion::NoStream, with_command(new_events("c", 2), refused)),
+                stream_append("old", ExpectedVersion::NoStream, new_events("old again", 1)),
+            ]),
+            spawn(vec![stream_append("kept", ExpectedVersion::NoStream, with_command(new_events("k", 1), kept))]),
+        ],
+    )
+    .await;
+    warm.expect("the first append");
+    assert!(matches!(&answers[0], Err(StoreError::Conflict { .. })), "not refused: {:?}", answers[0]);
+    let kept_outcome = answers[1].as_ref().expect("the kept command's append")[0].clone();
+    assert!(commits <= 2, "{commits} commits: the requests did not share a group");
+    assert_eq!(store.command_outcome(refused).await.expect("command_outcome failed"), None);
+    assert_eq!(store.command_outcome(kept).await.expect("command_outcome failed"), Some(kept_outcome.clone()));
+    // Positions: 1 old, 2 warm, 3 kept; the refused command comes again
+    // and is written after them, not answered from rolled-back positions.
+    let again = store
+        .append(stream_append("commanded", ExpectedVersion::NoStream, with_command(new_events("c", 2), refused)))
+        .await
+        .expect("the refused command, new again");
+    assert_eq!(
+        (again.deduplicated, again.first_position, again.last_position, kept_outcome.first_position),
+        (false, 4, 5, 3)
+    );
 }
 
 /// A one-stream append writes its new stream's row just before its first
@@ -791,6 +900,23 @@ fn set_schema_version(path: &Path, version: i64) {
         .expect("setting the schema version");
 }
 
+/// Turn a file this build wrote into what schema version 3 left on disk: no
+/// `command_run` column, every event's command id in `events_by_command_id`,
+/// user_version 3, and no record of migration 4. The SQL without
+/// `BEGIN`/`COMMIT`, for [`BACK_TO_VERSION_2`] to start from.
+const BACK_TO_VERSION_3: &str = "
+    DROP INDEX events_by_command_run;
+    ALTER TABLE events DROP COLUMN command_run;
+    CREATE INDEX events_by_command_id ON events (command_id) WHERE command_id IS NOT NULL;
+    DELETE FROM schema_migrations WHERE version >= 4;
+    PRAGMA user_version = 3;";
+
+fn back_to_version_3(path: &Path) {
+    rusqlite::Connection::open(path)
+        .and_then(|conn| conn.execute_batch(&format!("BEGIN IMMEDIATE; {BACK_TO_VERSION_3} COMMIT;")))
+        .expect("turning the file back into what version 3 wrote");
+}
+
 /// Turn a file this build wrote into what schema version 2 left on disk:
 /// `events` naming each row's stream, ids and links as text (spelled by the
 /// `event_log` view, as version 2 wrote them), no `streams` table or
@@ -826,7 +952,9 @@ const BACK_TO_VERSION_2: &str = "
 
 fn back_to_version_2(path: &Path) {
     rusqlite::Connection::open(path)
-        .and_then(|conn| conn.execute_batch(&format!("BEGIN IMMEDIATE; {BACK_TO_VERSION_2} COMMIT;")))
+        .and_then(|conn| {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {BACK_TO_VERSION_3} {BACK_TO_VERSION_2} COMMIT;"))
+        })
         .expect("turning the file back into what version 2 wrote");
 }
 
@@ -837,7 +965,7 @@ fn back_to_version_1(path: &Path) {
     rusqlite::Connection::open(path)
         .and_then(|conn| {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {BACK_TO_VERSION_2}
+                "BEGIN IMMEDIATE; {BACK_TO_VERSION_3} {BACK_TO_VERSION_2}
                  CREATE TABLE streams (stream TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) STRICT, WITHOUT ROWID;
                  INSERT INTO streams (stream, version) SELECT stream, MAX(stream_version) FROM events GROUP BY stream;
                  DELETE FROM schema_migrations WHERE version = 2;
@@ -849,16 +977,22 @@ fn back_to_version_1(path: &Path) {
 }
 
 /// The file is at this build's schema version, each migration recorded once,
-/// with a `streams` table of numbered names (version 3's, not version 1's).
+/// with a `streams` table of numbered names (version 3's, not version 1's)
+/// and the command-id index over runs of events (version 4's).
 fn assert_migrated(path: &Path) {
     let conn = rusqlite::Connection::open(path).expect("opening the file");
     let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0)).expect("reading user_version");
-    assert_eq!((version, SCHEMA_VERSION), (3, 3));
+    assert_eq!((version, SCHEMA_VERSION), (4, 4));
     let recorded: Vec<i64> = conn
         .prepare("SELECT version FROM schema_migrations ORDER BY version")
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
         .expect("reading migrations");
-    assert_eq!(recorded, [1, 2, 3], "each migration recorded once");
+    assert_eq!(recorded, [1, 2, 3, 4], "each migration recorded once");
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")
+        .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+        .expect("reading the events' indexes");
+    assert_eq!(indexes, ["events_by_command_run"], "the command-id index is not version 4's");
     let columns: Vec<String> = conn
         .prepare("SELECT name FROM pragma_table_info('streams') ORDER BY cid")
         .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
