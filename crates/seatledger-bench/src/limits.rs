@@ -78,11 +78,11 @@ pub enum StreamsShape {
     /// The file as seatledger's store lays it out, and every statement its
     /// writer runs for a single-event append of fresh uuid v7 ids: the
     /// stream's version (a seek in the `(stream, stream_version)` index) and
-    /// the INSERT of all fifteen columns (the command-id probe and the
+    /// the INSERT of all sixteen columns (the command-id probe and the
     /// event-id lookup are skipped for such ids since lever 18, no
     /// `streams` row is updated since lever 21, since lever 30 the
-    /// stream is a number the writer already knows, and since lever 31 the
-    /// command id is indexed once per append); 64 tasks that draw their ids
+    /// stream is a number the writer already knows; lever 31 changes nothing
+    /// here, a one-event append being one run of its command); 64 tasks that draw their ids
     /// before they queue can hand the writer an id below one it has just
     /// stored, which it then looks up, so in that shape the row is a little
     /// kinder to SQLite than the writer's work). Left out is what is

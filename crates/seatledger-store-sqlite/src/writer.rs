@@ -696,7 +696,7 @@ impl Writer {
                 None => self.streams.create(&self.conn, &event.stream)?,
             };
             let continues = match (&mut run, event.metadata.command_id) {
-                (Some(r), Some(command_id)) => r.continued_by(command_id, number, &event, self.head.position + 1),
+                (Some(r), Some(command_id)) => r.extend_with(command_id, number, &event, self.head.position + 1),
                 _ => false,
             };
             if !continues {
@@ -743,10 +743,13 @@ struct CommandRun {
 }
 
 impl CommandRun {
-    /// Whether `event`, of `command_id` on the stream numbered `stream`, to
-    /// be stored at `position`, is this run's next event; if so it is
-    /// counted in.
-    fn continued_by(&mut self, command_id: Uuid, stream: i64, event: &StoredEvent, position: u64) -> bool {
+    /// Count `event`, of `command_id` on the stream numbered `stream`, to be
+    /// stored at `position`, into this run if it is the run's next event;
+    /// whether it was. Within one import, the next event of the same command
+    /// on the same stream is the next version (`check_import_fits`) and
+    /// takes the next position (a skipped event takes none); the two checks
+    /// keep a run's length true should that ever change.
+    fn extend_with(&mut self, command_id: Uuid, stream: i64, event: &StoredEvent, position: u64) -> bool {
         let next = command_id == self.command_id
             && stream == self.stream
             && event.stream_version == self.first_version + self.length

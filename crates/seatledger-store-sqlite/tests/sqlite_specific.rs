@@ -570,32 +570,47 @@ async fn an_event_whose_stream_has_no_row_is_reported_not_skipped() {
     assert!(message.contains(&format!("the stream of the events of command {command} has no row")), "{message}");
 }
 
-/// An imported event of `command` at `version` of `stream`, recorded
-/// `second` seconds into a fixed past day.
-fn imported(stream: &str, version: u64, second: i64, command: Uuid) -> StoredEvent {
+/// An imported event at `version` of `stream`, of `command` if any,
+/// recorded `second` seconds after a fixed past instant.
+fn imported(stream: &str, version: u64, second: i64, command: Option<Uuid>) -> StoredEvent {
     let recorded_at = chrono::DateTime::from_timestamp(1_700_000_000 + second, 0).expect("a valid instant");
-    let [event] = with_command(vec![new_event(r#"{"imported":true}"#)], command).try_into().expect("one event");
+    let mut event = new_event(r#"{"imported":true}"#);
+    event.metadata.command_id = command;
     StoredEvent::unplaced(stream, version, recorded_at, event)
 }
 
-/// A command's outcome as `commands` keeps it (schema version 4) is what
-/// the lookup derived from the events before (version 3): the first stream
-/// the command wrote to owns it, with the versions and positions of all its
-/// events there, however its events were spread over streams and imports.
-/// The same file migrated from version 3 derives the same rows.
+/// A command's outcome derived from its runs (schema version 4) is what
+/// the lookup derived from all its events before (version 3): the first
+/// stream the command wrote to owns it, with the versions and positions of
+/// all its events there, however its events were spread over streams and
+/// imports. The same file migrated from version 3 derives the same
+/// outcomes. And a run is what the index holds: one entry for consecutive
+/// events of one command on one stream, an event already stored and
+/// skipped in between or not, and none for an event without a command.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_belongs_to_the_first_stream_it_wrote_to_across_imports_and_the_migration() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
     let path = dir.path().join("events.db");
-    let (c, d) = (Uuid::now_v7(), Uuid::now_v7());
+    let (c, d, e) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     // Positions 1 to 6, in this order: c on a, c on b, c on a; then, in a
-    // second import, c on b again and d twice on b.
-    let first = vec![imported("a", 0, 0, c), imported("b", 0, 1, c), imported("a", 1, 2, c)];
-    let second = vec![imported("b", 1, 3, c), imported("b", 2, 4, d), imported("b", 3, 5, d)];
+    // second import, c on b again and d twice on b. A third import sends e
+    // twice on s (positions 7 and 8), the first event of all again (stored,
+    // so skipped), e on s once more (9), and an event of s without a
+    // command (10).
+    let first = vec![imported("a", 0, 0, Some(c)), imported("b", 0, 1, Some(c)), imported("a", 1, 2, Some(c))];
+    let second = vec![imported("b", 1, 3, Some(c)), imported("b", 2, 4, Some(d)), imported("b", 3, 5, Some(d))];
+    let third = vec![
+        imported("s", 0, 6, Some(e)),
+        imported("s", 1, 7, Some(e)),
+        first[0].clone(),
+        imported("s", 2, 8, Some(e)),
+        imported("s", 3, 9, None),
+    ];
     // Worked out by hand: c wrote to a first (position 1), and its events on
     // a are versions 0 and 1 at positions 1 and 3; its events on b
     // (positions 2 and 4, the last one after all of c's events on a) do not
-    // change that. d is versions 2 and 3 of b, at positions 5 and 6.
+    // change that. d is versions 2 and 3 of b, at positions 5 and 6. e is
+    // versions 0 to 2 of s, at positions 7 to 9, one run of three.
     let owned_by = |stream: &str, versions: (u64, u64), positions: (u64, u64)| AppendOutcome {
         stream: stream.to_owned(),
         first_version: versions.0,
@@ -604,16 +619,29 @@ async fn a_command_belongs_to_the_first_stream_it_wrote_to_across_imports_and_th
         last_position: positions.1,
         deduplicated: false,
     };
-    let expected = [(c, owned_by("a", (0, 1), (1, 3))), (d, owned_by("b", (2, 3), (5, 6)))];
+    let expected =
+        [(c, owned_by("a", (0, 1), (1, 3))), (d, owned_by("b", (2, 3), (5, 6))), (e, owned_by("s", (0, 2), (7, 9)))];
     {
         let store = open(&path);
         assert_eq!(store.import(first).await.expect("the first import").imported, 3);
         assert_eq!(store.import(second).await.expect("the second import").imported, 3);
+        let outcome = store.import(third).await.expect("the third import");
+        assert_eq!((outcome.imported, outcome.skipped), (4, 1));
         for (command, outcome) in &expected {
             let found = store.command_outcome(*command).await.expect("command_outcome failed");
             assert_eq!(found.as_ref(), Some(outcome), "command {command}, as the writer recorded it");
         }
     }
+    // The index's entries: c's four runs of one (a, b, a, b), d's run of
+    // two, e's run of three.
+    let conn = rusqlite::Connection::open(&path).expect("opening the file");
+    let runs = |command: Uuid| -> Vec<i64> {
+        conn.prepare("SELECT command_run FROM events WHERE command_id = ?1 AND command_run IS NOT 0 ORDER BY position")
+            .and_then(|mut stmt| stmt.query_map([&command.as_bytes()[..]], |row| row.get(0))?.collect())
+            .expect("reading a command's runs")
+    };
+    assert_eq!((runs(c), runs(d), runs(e)), (vec![1, 1, 1, 1], vec![2], vec![3]));
+    drop(conn);
     back_to_version_3(&path);
     let store = open(&path);
     assert_migrated(&path);
@@ -628,7 +656,7 @@ async fn a_command_belongs_to_the_first_stream_it_wrote_to_across_imports_and_th
         .expect("a retried command");
     assert_eq!(retry, AppendOutcome { deduplicated: true, ..expected[0].1.clone() });
     assert_command_reuse_refused(store.as_ref(), "elsewhere", c, "a", "after the migration").await;
-    assert_eq!(store.head_position().await.expect("head_position failed"), 6, "a retry or a refusal wrote");
+    assert_eq!(store.head_position().await.expect("head_position failed"), 10, "a retry or a refusal wrote");
 }
 
 /// Spawns one request.
@@ -716,9 +744,10 @@ async fn a_stream_number_rolled_back_in_a_group_is_forgotten() {
     assert_eq!(versions("first").await.len(), 3);
 }
 
-/// A request that recorded its command and was then refused, inside a group,
-/// leaves no `commands` row: the command is new when it comes again, and the
-/// request that shared the group keeps its own.
+/// A request that wrote its command's run and was then refused, inside a
+/// group, leaves no trace of the command: it is new when it comes again, and
+/// the request that shared the group keeps its own (the savepoint's
+/// rollback takes the run with the events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_of_a_request_refused_in_a_group_is_not_recorded() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
