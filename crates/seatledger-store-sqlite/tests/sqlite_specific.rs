@@ -702,33 +702,13 @@ async fn in_one_group<T: Send + 'static>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_number_rolled_back_in_a_group_is_forgotten() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
-    let path = dir.path().join("events.db");
-    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
-    let store: Arc<dyn EventStore> = sqlite.clone();
-    store.append(stream_append("old", ExpectedVersion::NoStream, new_events("old", 1))).await.expect("first append");
-    type Answer = Result<Vec<seatledger_store::AppendOutcome>, StoreError>;
-    let spawn = |appends: Vec<seatledger_store::StreamAppend>| -> Spawn<Answer> {
-        let store = store.clone();
-        Box::new(move || tokio::spawn(async move { store.append_many(appends).await }))
-    };
-    let first = spawn(vec![stream_append("warm", ExpectedVersion::NoStream, new_events("warm", 1))]);
-    let (warm, answers, commits) = in_one_group(
-        &path,
-        &sqlite,
-        first,
-        vec![
-            spawn(vec![
-                stream_append("first", ExpectedVersion::NoStream, new_events("first", 1)),
-                stream_append("old", ExpectedVersion::NoStream, new_events("old again", 1)),
-            ]),
-            spawn(vec![stream_append("second", ExpectedVersion::NoStream, new_events("second", 2))]),
-        ],
+    let (store, answers) = refused_beside_kept(
+        &dir.path().join("events.db"),
+        vec![stream_append("first", ExpectedVersion::NoStream, new_events("first", 1))],
+        vec![stream_append("second", ExpectedVersion::NoStream, new_events("second", 2))],
     )
     .await;
-    warm.expect("the first append");
-    assert!(matches!(&answers[0], Err(StoreError::Conflict { .. })), "not refused: {:?}", answers[0]);
     answers[1].as_ref().expect("the second stream's append");
-    assert!(commits <= 2, "{commits} commits: the requests did not share a group");
     store
         .append(stream_append("first", ExpectedVersion::NoStream, new_events("first", 3)))
         .await
@@ -744,6 +724,36 @@ async fn a_stream_number_rolled_back_in_a_group_is_forgotten() {
     assert_eq!(versions("first").await.len(), 3);
 }
 
+/// A request's answer.
+type Answer = Result<Vec<AppendOutcome>, StoreError>;
+
+/// A store at `path` holding stream `old` (position 1) and `warm` (2), whose
+/// writer then takes two requests in one group: `refused` with an append
+/// to `old` as new after it, which refuses the whole request after
+/// `refused` has written, and `kept`. Returns the store and both answers,
+/// the first checked to be the conflict.
+async fn refused_beside_kept(
+    path: &Path,
+    refused: Vec<seatledger_store::StreamAppend>,
+    kept: Vec<seatledger_store::StreamAppend>,
+) -> (Arc<dyn EventStore>, Vec<Answer>) {
+    let sqlite = Arc::new(SqliteStore::open(path, clock()).expect("opening the sqlite store"));
+    let store: Arc<dyn EventStore> = sqlite.clone();
+    store.append(stream_append("old", ExpectedVersion::NoStream, new_events("old", 1))).await.expect("first append");
+    let spawn = |appends: Vec<seatledger_store::StreamAppend>| -> Spawn<Answer> {
+        let store = store.clone();
+        Box::new(move || tokio::spawn(async move { store.append_many(appends).await }))
+    };
+    let mut refused = refused;
+    refused.push(stream_append("old", ExpectedVersion::NoStream, new_events("old again", 1)));
+    let first = spawn(vec![stream_append("warm", ExpectedVersion::NoStream, new_events("warm", 1))]);
+    let (warm, answers, commits) = in_one_group(path, &sqlite, first, vec![spawn(refused), spawn(kept)]).await;
+    warm.expect("the first append");
+    assert!(matches!(&answers[0], Err(StoreError::Conflict { .. })), "not refused: {:?}", answers[0]);
+    assert!(commits <= 2, "{commits} commits: the requests did not share a group");
+    (store, answers)
+}
+
 /// A request that wrote its command's run and was then refused, inside a
 /// group, leaves no trace of the command: it is new when it comes again, and
 /// the request that shared the group keeps its own (the savepoint's
@@ -751,34 +761,14 @@ async fn a_stream_number_rolled_back_in_a_group_is_forgotten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_of_a_request_refused_in_a_group_is_not_recorded() {
     let dir = tempfile::tempdir().expect("creating a temp dir");
-    let path = dir.path().join("events.db");
-    let sqlite = Arc::new(SqliteStore::open(&path, clock()).expect("opening the sqlite store"));
-    let store: Arc<dyn EventStore> = sqlite.clone();
-    store.append(stream_append("old", ExpectedVersion::NoStream, new_events("old", 1))).await.expect("first append");
     let (refused, kept) = (Uuid::now_v7(), Uuid::now_v7());
-    type Answer = Result<Vec<AppendOutcome>, StoreError>;
-    let spawn = |appends: Vec<seatledger_store::StreamAppend>| -> Spawn<Answer> {
-        let store = store.clone();
-        Box::new(move || tokio::spawn(async move { store.append_many(appends).await }))
-    };
-    let first = spawn(vec![stream_append("warm", ExpectedVersion::NoStream, new_events("warm", 1))]);
-    let (warm, answers, commits) = in_one_group(
-        &path,
-        &sqlite,
-        first,
-        vec![
-            spawn(vec![
-                stream_append("commanded", ExpectedVersion::NoStream, with_command(new_events("c", 2), refused)),
-                stream_append("old", ExpectedVersion::NoStream, new_events("old again", 1)),
-            ]),
-            spawn(vec![stream_append("kept", ExpectedVersion::NoStream, with_command(new_events("k", 1), kept))]),
-        ],
+    let (store, answers) = refused_beside_kept(
+        &dir.path().join("events.db"),
+        vec![stream_append("commanded", ExpectedVersion::NoStream, with_command(new_events("c", 2), refused))],
+        vec![stream_append("kept", ExpectedVersion::NoStream, with_command(new_events("k", 1), kept))],
     )
     .await;
-    warm.expect("the first append");
-    assert!(matches!(&answers[0], Err(StoreError::Conflict { .. })), "not refused: {:?}", answers[0]);
     let kept_outcome = answers[1].as_ref().expect("the kept command's append")[0].clone();
-    assert!(commits <= 2, "{commits} commits: the requests did not share a group");
     assert_eq!(store.command_outcome(refused).await.expect("command_outcome failed"), None);
     assert_eq!(store.command_outcome(kept).await.expect("command_outcome failed"), Some(kept_outcome.clone()));
     // Positions: 1 old, 2 warm, 3 kept; the refused command comes again
@@ -941,15 +931,20 @@ const BACK_TO_VERSION_3: &str = "
     PRAGMA user_version = 3;";
 
 fn back_to_version_3(path: &Path) {
+    back_to(path, 3, BACK_TO_VERSION_3);
+}
+
+/// Run `sql` on the file in one transaction, as what schema `version` left.
+fn back_to(path: &Path, version: i64, sql: &str) {
     rusqlite::Connection::open(path)
-        .and_then(|conn| conn.execute_batch(&format!("BEGIN IMMEDIATE; {BACK_TO_VERSION_3} COMMIT;")))
-        .expect("turning the file back into what version 3 wrote");
+        .and_then(|conn| conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql} COMMIT;")))
+        .unwrap_or_else(|e| panic!("turning the file back into what version {version} wrote: {e}"));
 }
 
 /// Turn a file this build wrote into what schema version 2 left on disk:
 /// `events` naming each row's stream, ids and links as text (spelled by the
 /// `event_log` view, as version 2 wrote them), no `streams` table or
-/// `event_log` view, user_version 2, and no record of migration 3. The SQL in
+/// `event_log` view, user_version 2, and no record of migration 3. The SQL without
 /// `BEGIN`/`COMMIT`, for [`back_to_version_1`] to add to.
 const BACK_TO_VERSION_2: &str = "
     CREATE TABLE events_v2 (
@@ -980,29 +975,24 @@ const BACK_TO_VERSION_2: &str = "
     PRAGMA user_version = 2;";
 
 fn back_to_version_2(path: &Path) {
-    rusqlite::Connection::open(path)
-        .and_then(|conn| {
-            conn.execute_batch(&format!("BEGIN IMMEDIATE; {BACK_TO_VERSION_3} {BACK_TO_VERSION_2} COMMIT;"))
-        })
-        .expect("turning the file back into what version 2 wrote");
+    back_to(path, 2, &format!("{BACK_TO_VERSION_3} {BACK_TO_VERSION_2}"));
 }
 
 /// Turn a file this build wrote into what schema version 1 left on disk:
 /// the same events, a `streams` table holding each stream's last version,
 /// user_version 1, and no record of migrations 2 and 3.
 fn back_to_version_1(path: &Path) {
-    rusqlite::Connection::open(path)
-        .and_then(|conn| {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {BACK_TO_VERSION_3} {BACK_TO_VERSION_2}
-                 CREATE TABLE streams (stream TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) STRICT, WITHOUT ROWID;
-                 INSERT INTO streams (stream, version) SELECT stream, MAX(stream_version) FROM events GROUP BY stream;
-                 DELETE FROM schema_migrations WHERE version = 2;
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            ))
-        })
-        .expect("turning the file back into what version 1 wrote");
+    back_to(
+        path,
+        1,
+        &format!(
+            "{BACK_TO_VERSION_3} {BACK_TO_VERSION_2}
+             CREATE TABLE streams (stream TEXT NOT NULL PRIMARY KEY, version INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+             INSERT INTO streams (stream, version) SELECT stream, MAX(stream_version) FROM events GROUP BY stream;
+             DELETE FROM schema_migrations WHERE version = 2;
+             PRAGMA user_version = 1;"
+        ),
+    );
 }
 
 /// The file is at this build's schema version, each migration recorded once,
