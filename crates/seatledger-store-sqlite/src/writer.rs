@@ -315,9 +315,7 @@ impl StreamNumbers {
         if let Some(number) = self.committed.get(name).or_else(|| self.fresh.get(name)) {
             return Ok(Some(*number));
         }
-        let doing = || format!("looking up stream `{name}`");
-        let mut stmt = conn.prepare_cached("SELECT number FROM streams WHERE name = ?1").context(doing)?;
-        let found: Option<i64> = stmt.query_row([name], |row| row.get(0)).optional().context(doing)?;
+        let found = stream_number(conn, name)?;
         if let Some(number) = found {
             self.learn(name, number);
         }
@@ -943,15 +941,15 @@ pub(crate) fn command_outcome(conn: &Connection, command_id: Uuid) -> Result<Opt
 /// The stream's last version: its number, then the end of its range in the
 /// `(stream, stream_version)` index, one seek each.
 pub(crate) fn stream_version(conn: &Connection, stream: &str) -> Result<Option<u64>, StoreError> {
-    let doing = || format!("reading the version of stream `{stream}`");
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT e.stream_version FROM streams AS s CROSS JOIN events AS e \
-             WHERE s.name = ?1 AND e.stream = s.number ORDER BY e.stream_version DESC LIMIT 1",
-        )
-        .context(doing)?;
-    let version: Option<i64> = stmt.query_row([stream], |row| row.get(0)).optional().context(doing)?;
-    version.map(|v| crate::rows::from_sql_int(v, format_args!("the version of stream `{stream}`"))).transpose()
+    number_version(conn, stream_number(conn, stream)?, stream)
+}
+
+/// The number the file keeps for the stream named `name`, if it has one: one
+/// seek in the `streams` table's index of names.
+fn stream_number(conn: &Connection, name: &str) -> Result<Option<i64>, StoreError> {
+    let doing = || format!("looking up stream `{name}`");
+    let mut stmt = conn.prepare_cached("SELECT number FROM streams WHERE name = ?1").context(doing)?;
+    stmt.query_row([name], |row| row.get(0)).optional().context(doing)
 }
 
 /// The last version of the stream numbered `number` (`None`: it has no
